@@ -1,0 +1,289 @@
+"""Paging modes as data, and the one walker that serves them all.
+
+A `PagingMode` is a declaration of a hardware page-table format: the levels
+with their index bits, the entry size, where the frame number sits and which
+bit means what. Everything else (shifts, masks, table sizes, the walk) is
+derived. This is the style of volatility3's ``layers/intel.py``: adding a
+mode must never need a new walk loop.
+
+This module knows nothing of processes or VMAs; it reads (and, for the
+accessed/dirty bits a hardware walker sets, writes) physical memory through a
+`PhysAccess` object.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Protocol
+
+
+class PhysAccess(Protocol):
+    """What the walker needs of physical memory: entries by physical address."""
+
+    def read_entry(self, phys: int, size: int) -> int: ...
+
+    def write_entry(self, phys: int, size: int, value: int) -> None: ...
+
+
+class Access(enum.IntFlag):
+    """The kind of a memory access, as a page-fault error code distinguishes."""
+
+    READ = 0
+    WRITE = 1
+    EXEC = 2
+
+
+@dataclass(frozen=True)
+class Level:
+    """One level of the table tree: its kernel name and index width.
+
+    `leaf_ok` says the level may hold a large-page leaf (PS bit on x86).
+    """
+
+    name: str
+    bits: int
+    leaf_ok: bool = False
+
+
+@dataclass(frozen=True)
+class PteBits:
+    """Bit positions (as masks) of one entry format; 0 means "not present in this format"."""
+
+    present: int
+    write: int
+    user: int
+    accessed: int
+    dirty: int
+    huge: int = 0
+    nx: int = 0
+    global_: int = 0
+    pwt: int = 0
+    pcd: int = 0
+    special: int = 0
+    soft_dirty: int = 0
+    protnone: int = 0
+
+
+@dataclass(frozen=True)
+class PagingMode:
+    """A page-table format: levels top first, entry size, frame-number field.
+
+    `pfn_shift`/`pfn_bits` locate the physical frame number inside an entry;
+    `table_flags` are the bits Linux sets in a non-leaf entry (x86:
+    ``_PAGE_TABLE``); `protection_map` gives the leaf flags for each
+    combination of VM_READ|VM_WRITE|VM_EXEC|VM_SHARED (the kernel's
+    ``protection_map[16]``, what ``vm_get_page_prot`` returns).
+    """
+
+    name: str
+    levels: tuple[Level, ...]
+    page_shift: int
+    entry_size: int
+    pfn_shift: int
+    pfn_bits: int
+    bits: PteBits
+    table_flags: int
+    va_bits: int
+    protection_map: tuple[int, ...] = field(default=())
+
+    # ---- derived geometry -------------------------------------------------
+    @cached_property
+    def page_size(self) -> int:
+        return 1 << self.page_shift
+
+    @cached_property
+    def shifts(self) -> tuple[int, ...]:
+        """The address shift of each level's index, top first (PGDIR_SHIFT ... PAGE_SHIFT)."""
+        out = []
+        shift = self.page_shift
+        for level in reversed(self.levels):
+            out.append(shift)
+            shift += level.bits
+        return tuple(reversed(out))
+
+    @cached_property
+    def ptrs_per(self) -> tuple[int, ...]:
+        """Entries per table at each level (PTRS_PER_PGD ... PTRS_PER_PTE)."""
+        return tuple(1 << level.bits for level in self.levels)
+
+    @cached_property
+    def table_sizes(self) -> tuple[int, ...]:
+        """Bytes per table at each level."""
+        return tuple(n * self.entry_size for n in self.ptrs_per)
+
+    @cached_property
+    def pfn_mask(self) -> int:
+        """Mask of the frame-number field inside an entry (PTE_PFN_MASK)."""
+        return ((1 << self.pfn_bits) - 1) << self.pfn_shift
+
+    @cached_property
+    def flags_mask(self) -> int:
+        return ((1 << (8 * self.entry_size)) - 1) & ~self.pfn_mask
+
+    def index(self, level: int, va: int) -> int:
+        """The index of `va` in a table of level `level` (0 = top)."""
+        return (va >> self.shifts[level]) & (self.ptrs_per[level] - 1)
+
+    def level_span(self, level: int) -> int:
+        """Bytes of address space one entry of `level` covers."""
+        return 1 << self.shifts[level]
+
+    def entry_pfn(self, entry: int) -> int:
+        return (entry & self.pfn_mask) >> self.pfn_shift
+
+    def entry_phys(self, entry: int) -> int:
+        """The physical address an entry points to (a table or a frame)."""
+        return self.entry_pfn(entry) << self.page_shift
+
+    def make_entry(self, pfn: int, flags: int) -> int:
+        return ((pfn << self.pfn_shift) & self.pfn_mask) | (flags & self.flags_mask)
+
+    def is_present(self, entry: int) -> bool:
+        """Linux's pte_present: hardware present, or PROT_NONE (present to the kernel only)."""
+        return bool(entry & (self.bits.present | self.bits.protnone))
+
+    def hw_present(self, entry: int) -> bool:
+        return bool(entry & self.bits.present)
+
+    def is_leaf(self, level: int, entry: int) -> bool:
+        """A non-last level entry is a leaf if the level allows it and the huge bit is set."""
+        if level == len(self.levels) - 1:
+            return True
+        return self.levels[level].leaf_ok and bool(entry & self.bits.huge)
+
+    def canonical(self, va: int) -> bool:
+        """Sign-extension rule: bits above va_bits-1 equal bit va_bits-1."""
+        top = va >> (self.va_bits - 1)
+        return top == 0 or top == (1 << (64 - self.va_bits + 1)) - 1
+
+    def describe(self, entry: int) -> list[str]:
+        """Names of the flag bits set in `entry` (for vtop and debugging)."""
+        b = self.bits
+        names = [
+            ("P", b.present), ("RW", b.write), ("US", b.user), ("PWT", b.pwt),
+            ("PCD", b.pcd), ("A", b.accessed), ("D", b.dirty), ("PS", b.huge),
+            ("G", b.global_), ("SPECIAL", b.special), ("SOFT_DIRTY", b.soft_dirty),
+            ("NX", b.nx),
+        ]
+        out = [n for n, m in names if m and entry & m]
+        if b.protnone and entry & b.protnone and not entry & b.present:
+            out.append("PROTNONE")
+        return out
+
+
+@dataclass(frozen=True)
+class WalkStep:
+    """One level visited by a walk: which table, which slot, what it held."""
+
+    level: int
+    name: str
+    table: int
+    index: int
+    entry_addr: int
+    entry: int
+
+
+@dataclass(frozen=True)
+class Walk:
+    """The outcome of a page walk.
+
+    `phys` is the translated physical address, or None if the walk stopped at
+    a non-present entry (`steps[-1]` shows where). `leaf_level` is the level
+    holding the leaf (last level for normal pages, higher for large pages).
+    """
+
+    va: int
+    steps: tuple[WalkStep, ...]
+    phys: int | None
+    leaf_level: int | None
+    page_size: int
+
+    @property
+    def leaf(self) -> int | None:
+        return self.steps[-1].entry if self.phys is not None else None
+
+
+def walk(mode: PagingMode, mem: PhysAccess, root: int, va: int) -> Walk:
+    """Walk the tables from `root` for `va`, level by level, as an MMU would.
+
+    Reads only; stops at the first non-present entry (hardware present bit).
+    Large-page leaves end the walk early, combining the entry's frame with the
+    low address bits.
+    """
+    steps: list[WalkStep] = []
+    table = root
+    es = mode.entry_size
+    nlevels = len(mode.levels)
+    for lvl in range(nlevels):
+        idx = mode.index(lvl, va)
+        addr = table + idx * es
+        entry = mem.read_entry(addr, es)
+        steps.append(WalkStep(lvl, mode.levels[lvl].name, table, idx, addr, entry))
+        if not mode.hw_present(entry):
+            return Walk(va, tuple(steps), None, None, mode.page_size)
+        if mode.is_leaf(lvl, entry):
+            span = mode.level_span(lvl) if lvl < nlevels - 1 else mode.page_size
+            base = mode.entry_phys(entry) & ~(span - 1)
+            return Walk(va, tuple(steps), base | (va & (span - 1)), lvl, span)
+        table = mode.entry_phys(entry)
+    raise AssertionError("walk: fell off the last level")  # pragma: no cover
+
+
+class MmuFault(enum.IntFlag):
+    """The x86 page-fault error code bits (X86_PF_* in arch/x86/include/asm/trap_pf.h)."""
+
+    PROT = 1
+    WRITE = 2
+    USER = 4
+    RSVD = 8
+    INSTR = 16
+
+
+def translate(mode: PagingMode, mem: PhysAccess, root: int, va: int, access: Access,
+              user: bool = True) -> tuple[int, int]:
+    """Translate one access as the hardware would: (phys, 0) or (-1, error_code).
+
+    Checks present, writable, user and no-execute at every level (the x86
+    rule: effective rights are the AND of all levels), and on success sets the
+    accessed bit on every level and the dirty bit on the leaf for a write,
+    exactly the bytes a hardware walker writes.
+    """
+    b = mode.bits
+    es = mode.entry_size
+    err = (MmuFault.USER if user else 0) | (MmuFault.WRITE if access & Access.WRITE else 0) | (
+        MmuFault.INSTR if access & Access.EXEC else 0)
+    if not mode.canonical(va):
+        return -1, int(err)
+    table = root
+    nlevels = len(mode.levels)
+    touched: list[tuple[int, int]] = []
+    writable = user_ok = True
+    noexec = False
+    for lvl in range(nlevels):
+        addr = table + ((va >> mode.shifts[lvl]) & (mode.ptrs_per[lvl] - 1)) * es
+        entry = mem.read_entry(addr, es)
+        if not entry & b.present:
+            return -1, int(err)
+        writable = writable and bool(entry & b.write)
+        user_ok = user_ok and bool(entry & b.user)
+        noexec = noexec or bool(b.nx and entry & b.nx)
+        touched.append((addr, entry))
+        leaf = lvl == nlevels - 1 or (mode.levels[lvl].leaf_ok and entry & b.huge)
+        if leaf:
+            denied = (user and not user_ok) or (access & Access.WRITE and not writable) or (
+                access & Access.EXEC and noexec)
+            if denied:
+                return -1, int(err | MmuFault.PROT)
+            for i, (a, e) in enumerate(touched):
+                new = e | b.accessed
+                if i == len(touched) - 1 and access & Access.WRITE:
+                    new |= b.dirty
+                if new != e:
+                    mem.write_entry(a, es, new)
+            span = mode.level_span(lvl) if lvl < nlevels - 1 else mode.page_size
+            base = mode.entry_phys(entry) & ~(span - 1)
+            return base | (va & (span - 1)), 0
+        table = mode.entry_phys(entry)
+    raise AssertionError("translate: fell off the last level")  # pragma: no cover

@@ -1,0 +1,1 @@
+"""The file system side: a sandboxed VFS over a host directory, and procfs."""

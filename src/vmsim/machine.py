@@ -1,0 +1,226 @@
+"""The machine: RAM, the memory system, the VFS, procfs and the processes.
+
+`Machine` is the Python entry point (see ARCHITECTURE.md, "Interfaces").
+It also owns `check()`, which verifies the invariants that tie the
+kernel's bookkeeping to the bytes of the page tables.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter
+
+import numpy as np
+
+from vmsim.arch import get_mode
+from vmsim.arch.x86 import TASK_SIZE_X86_64
+from vmsim.events import EventBus
+from vmsim.fs.procfs import ProcFs
+from vmsim.fs.vfs import Vfs
+from vmsim.kernel.task import Process
+from vmsim.mm.kmem import Kmem
+from vmsim.mm.mm_struct import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MmStruct
+from vmsim.mm.page import PG
+from vmsim.mm.pgtable import pgd_alloc, pte_tables, pte_view
+from vmsim.mm.physmem import parse_size
+from vmsim.mm.vma import VmaTree
+
+STACK_RND_MASK = 0x3FFFFF  # arch/x86/include/asm/elf.h, 64-bit
+MMAP_RND_BITS = 28  # CONFIG_ARCH_MMAP_RND_BITS default on x86-64
+
+
+class Machine:
+    """A simulated computer running vmsim's Linux memory system.
+
+    `memory` is RAM size ("256M"); `seed` drives address-space
+    randomisation (`aslr=False` turns it off); `root` is the host directory
+    that guests see as "/" (nothing outside it is reachable).
+    """
+
+    def __init__(self, arch: str = "x86_64", memory: int | str = "256M", seed: int = 1,
+                 root: str | os.PathLike[str] | None = None, aslr: bool = True) -> None:
+        self.mode = get_mode(arch)
+        self.events = EventBus()
+        self.kmem = Kmem(self.mode, parse_size(memory), self.events)
+        self.vfs = Vfs(self.kmem, root)
+        self.procfs = ProcFs(self)
+        self.seed = seed
+        self.aslr = aslr
+        self.rng = random.Random(seed)
+        self.processes: dict[int, Process] = {}
+        self.zombies: dict[int, Process] = {}
+        self.kernel_log: list[str] = []
+        self._next_pid = 1
+
+    # ---- processes ------------------------------------------------------------
+    def mm_alloc(self) -> MmStruct:
+        """mm_alloc() + arch_pick_mmap_layout(): an empty address space, top-down layout."""
+        kmem = self.kmem
+        mm = MmStruct(kmem=kmem, mm_rb=VmaTree(kmem.sysctl.stack_guard_gap, seed=self._next_pid))
+        pgd = pgd_alloc(kmem, mm)
+        if pgd is None:
+            raise MemoryError("mm_alloc: no frame for a page-global directory")
+        mm.pgd = pgd
+        mm.task_size = TASK_SIZE_X86_64
+        ps = kmem.page_size
+        rnd = (self.rng.getrandbits(MMAP_RND_BITS) << kmem.page_shift) if self.aslr else 0
+        pad = kmem.sysctl.stack_guard_gap + ((STACK_RND_MASK << kmem.page_shift) if self.aslr else 0)
+        gap = min(max(mm.rlimits.stack + pad, 128 << 20), mm.task_size // 6 * 5)
+        mm.mmap_base = (mm.task_size - gap - rnd) & ~(ps - 1)
+        mm.mmap_legacy_base = ((mm.task_size // 3 + ps - 1) & ~(ps - 1)) + rnd
+        return mm
+
+    def _new_process(self, mm: MmStruct, ppid: int = 0, comm: str = "scripted") -> Process:
+        pid = self._next_pid
+        self._next_pid += 1
+        mm.owner_pid = pid
+        proc = Process(self, pid, mm, ppid=ppid, comm=comm)
+        self.processes[pid] = proc
+        return proc
+
+    def spawn(self, comm: str = "scripted") -> Process:
+        """An empty process (no VMAs) for scripted use."""
+        return self._new_process(self.mm_alloc(), comm=comm)
+
+    def do_exit(self, proc: Process, exit_code: int | None = None,
+                kill_signal: int | None = None) -> None:
+        """do_exit(): free the address space; the process becomes a zombie record."""
+        proc.release_mm()
+        if kill_signal is not None:
+            proc.state = "killed"
+            proc.exit_code = 128 + kill_signal
+        else:
+            proc.state = "exited"
+            proc.exit_code = exit_code or 0
+        self.processes.pop(proc.pid, None)
+        self.zombies[proc.pid] = proc
+        if self.events.active:
+            self.events.emit("exit", pid=proc.pid, code=proc.exit_code)
+
+    # ---- statistics -------------------------------------------------------------------
+    @property
+    def stats(self) -> dict[str, int]:
+        """Machine-wide counters: faults by kind, COW copies, allocations, TLB flushes."""
+        out: dict[str, int] = {}
+        for key, value in sorted(self.kmem.fault_kinds.items()):
+            out[f"fault.{key}"] = value
+        for key, value in sorted(self.kmem.vm_event.items()):
+            out[key] = value
+        out["free_pages"] = self.kmem.buddy.nr_free
+        return out
+
+    def drop_caches(self) -> int:
+        """echo 1 > /proc/sys/vm/drop_caches: free clean, unmapped page-cache pages."""
+        from vmsim.mm.filemap import drop_page_cache
+
+        return sum(drop_page_cache(self.kmem, inode) for inode in self.vfs.inodes.values())
+
+    # ---- invariants ---------------------------------------------------------------------
+    def check(self) -> None:
+        """Verify every invariant; AssertionError lists each broken fact."""
+        errors = check_machine(self)
+        if errors:
+            raise AssertionError("machine.check: " + "; ".join(errors[:20]))
+
+
+def check_machine(machine: Machine) -> list[str]:
+    """The invariant checks behind Machine.check()."""
+    kmem = machine.kmem
+    mode = kmem.mode
+    b = mode.bits
+    mem_map = kmem.mem_map
+    errors: list[str] = []
+    ps = kmem.page_size
+    mapped = np.zeros(kmem.nr_frames, dtype=np.int64)
+    table_frames = 0
+    for proc in machine.processes.values():
+        mm = proc.mm
+        tree = mm.mm_rb
+        errors += [f"pid {proc.pid}: {e}" for e in tree.check()]
+        if tree.count != mm.map_count:
+            errors.append(f"pid {proc.pid}: map_count {mm.map_count} != {tree.count} VMAs")
+        total = 0
+        for vma in tree:
+            if vma.vm_start % ps or vma.vm_end % ps:
+                errors.append(f"pid {proc.pid}: unaligned {vma!r}")
+            total += vma.size // ps
+        if total != mm.total_vm:
+            errors.append(f"pid {proc.pid}: total_vm {mm.total_vm} != {total} pages in VMAs")
+        rss = Counter[int]()
+        for table, i0, i1, base in pte_tables(kmem, mm.pgd, 0, mm.task_size):
+            part = pte_view(kmem, table)[i0:i1]
+            nz = np.flatnonzero(part)
+            for i in nz.tolist():
+                entry = int(part[i])
+                addr = base + (i0 + i) * ps
+                vma = tree.find_vma(addr)
+                if vma is None or vma.vm_start > addr:
+                    errors.append(f"pid {proc.pid}: entry {entry:#x} at {addr:#x} outside any VMA")
+                pfn = mode.entry_pfn(entry)
+                if entry & b.special:
+                    if pfn != kmem.zero_pfn:
+                        errors.append(f"pid {proc.pid}: special entry at {addr:#x} is not the zero page")
+                    continue
+                if pfn >= kmem.nr_frames or mem_map.flags[pfn] & (PG.buddy | PG.pgtable):
+                    errors.append(f"pid {proc.pid}: entry at {addr:#x} maps a free or table frame {pfn:#x}")
+                    continue
+                mapped[pfn] += 1
+                flags = int(mem_map.flags[pfn])
+                rss[MM_ANONPAGES if flags & PG.anon else
+                    MM_SHMEMPAGES if flags & PG.swapbacked else MM_FILEPAGES] += 1
+        for member, name in ((MM_ANONPAGES, "anon"), (MM_FILEPAGES, "file"),
+                             (MM_SHMEMPAGES, "shmem")):
+            if mm.rss_stat[member] != rss[member]:
+                errors.append(f"pid {proc.pid}: rss {name} {mm.rss_stat[member]} != {rss[member]} mapped")
+        tables = _count_tables(machine, mm)
+        table_frames += tables
+        if mm.pgtables_bytes != tables * mode.table_sizes[-1]:
+            errors.append(f"pid {proc.pid}: pgtables_bytes {mm.pgtables_bytes} != {tables} tables")
+    bad = np.flatnonzero(mapped != mem_map.mapcount)
+    for pfn in bad[:5].tolist():
+        errors.append(f"pfn {pfn:#x}: mapcount {mem_map.mapcount[pfn]} but {mapped[pfn]} entries map it")
+    low = np.flatnonzero(mem_map.refcount < mem_map.mapcount)
+    for pfn in low[:5].tolist():
+        errors.append(f"pfn {pfn:#x}: refcount {mem_map.refcount[pfn]} < mapcount {mem_map.mapcount[pfn]}")
+    cache_pages = sum(inode.nrpages for inode in _all_inodes(machine))
+    anon = int(np.count_nonzero((mem_map.flags & PG.anon) != 0))
+    used = kmem.nr_frames - 1 - kmem.buddy.nr_free  # frame 0 is reserved
+    expected = 1 + table_frames + cache_pages + anon
+    if used != expected:
+        errors.append(f"frame leak: {used} frames in use, accounted for {expected} "
+                      f"(zero page, {table_frames} tables, {cache_pages} cache, {anon} anon)")
+    return errors
+
+
+def _all_inodes(machine: Machine) -> list:  # type: ignore[type-arg]
+    seen = {id(i): i for i in machine.vfs.inodes.values()}
+    for proc in machine.processes.values():
+        for vma in proc.mm:
+            if vma.vm_file is not None:
+                seen[id(vma.vm_file.inode)] = vma.vm_file.inode
+        for f in proc.files.values():
+            seen[id(f.inode)] = f.inode
+    return list(seen.values())
+
+
+def _count_tables(machine: Machine, mm: MmStruct) -> int:
+    """Page-table frames reachable from mm.pgd (the PGD included)."""
+    kmem = machine.kmem
+    mode = kmem.mode
+    phys = kmem.phys
+    es = mode.entry_size
+    last = len(mode.levels) - 1
+
+    def rec(table: int, lvl: int) -> int:
+        if lvl == last:
+            return 1
+        count = 1
+        for i in range(mode.ptrs_per[lvl]):
+            entry = phys.read_entry(table + i * es, es)
+            if entry & b_present and not (mode.levels[lvl].leaf_ok and entry & mode.bits.huge):
+                count += rec(mode.entry_phys(entry), lvl + 1)
+        return count
+
+    b_present = mode.bits.present
+    return rec(mm.pgd, 0)

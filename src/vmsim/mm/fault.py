@@ -1,0 +1,402 @@
+"""The page-fault handler (mm/memory.c, with the VMA checks of arch/x86/mm/fault.c).
+
+`do_user_addr_fault` makes the lecture's decisions: no VMA -> SIGSEGV
+(SEGV_MAPERR); below a growsdown VMA -> grow the stack; rights forbid the
+access -> SIGSEGV (SEGV_ACCERR); otherwise `handle_mm_fault` resolves it
+(demand zero, page cache, copy-on-write). Outcomes are `VmFault` values,
+never exceptions.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from vmsim.arch.paging import Access
+from vmsim.mm import filemap
+from vmsim.mm.mm_struct import MM_ANONPAGES
+from vmsim.mm.page import PG
+from vmsim.mm.pgtable import pte_alloc
+from vmsim.mm.rmap import (
+    anon_vma_prepare,
+    mm_counter,
+    page_add_new_anon_rmap,
+    page_add_rmap,
+    page_remove_rmap,
+)
+from vmsim.mm.vma import VM_EXEC, VM_GROWSDOWN, VM_LOCKED, VM_READ, VM_SHARED, VM_WRITE
+
+if TYPE_CHECKING:
+    from vmsim.mm.kmem import Kmem
+    from vmsim.mm.mm_struct import MmStruct
+    from vmsim.mm.vma import Vma
+
+SIGBUS = 7
+SIGSEGV = 11
+SEGV_MAPERR = 1
+SEGV_ACCERR = 2
+BUS_ADRERR = 2
+
+
+class VmFault(enum.IntFlag):
+    """enum vm_fault_reason (include/linux/mm_types.h); 0 means handled."""
+
+    HANDLED = 0
+    OOM = 0x000001
+    SIGBUS = 0x000002
+    MAJOR = 0x000004
+    HWPOISON = 0x000010
+    SIGSEGV = 0x000040
+    NOPAGE = 0x000100
+    LOCKED = 0x000200
+    RETRY = 0x000400
+
+    @property
+    def is_error(self) -> bool:
+        return bool(self & (VmFault.OOM | VmFault.SIGBUS | VmFault.SIGSEGV | VmFault.HWPOISON))
+
+
+@dataclass
+class FaultAccount:
+    """The fault counters of a task (task_struct's min_flt and maj_flt)."""
+
+    min_flt: int = 0
+    maj_flt: int = 0
+
+
+@dataclass(frozen=True)
+class FaultOutcome:
+    """What a user fault came to: the VmFault bits, and the signal if it is fatal."""
+
+    result: VmFault
+    signo: int = 0
+    si_code: int = 0
+    addr: int = 0
+    kind: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.result.is_error and not self.signo
+
+
+def access_error(access: Access, vma: Vma) -> bool:
+    """access_error() (arch/x86/mm/fault.c): do the VMA's rights forbid this access?"""
+    if access & Access.WRITE:
+        return not vma.vm_flags & VM_WRITE
+    if access & Access.EXEC:
+        return not vma.vm_flags & VM_EXEC
+    return not vma.vm_flags & (VM_READ | VM_WRITE | VM_EXEC)
+
+
+def expand_stack(mm: MmStruct, vma: Vma, address: int) -> bool:
+    """expand_downwards() (mm/mmap.c): grow a VM_GROWSDOWN area down to `address`.
+
+    Refused below mmap_min_addr, within stack_guard_gap of an accessible
+    non-stack VMA below, beyond RLIMIT_STACK or RLIMIT_AS, or past the
+    memlock limit of a locked stack.
+    """
+    kmem = mm.kmem
+    address &= ~(kmem.page_size - 1)
+    if address < kmem.sysctl.mmap_min_addr:
+        return False
+    prev = mm.mm_rb.prev(vma)
+    if prev is not None and prev.vm_end > address:
+        return False
+    if (prev is not None and not prev.vm_flags & VM_GROWSDOWN
+            and prev.vm_flags & (VM_READ | VM_WRITE | VM_EXEC)
+            and address - prev.vm_end < kmem.sysctl.stack_guard_gap):
+        return False
+    grow = (vma.vm_start - address) >> kmem.page_shift
+    if grow <= 0:
+        return True
+    if vma.vm_end - address > mm.rlimits.stack:
+        return False
+    if (mm.total_vm + grow) << kmem.page_shift > mm.rlimits.as_:
+        return False
+    if vma.vm_flags & VM_LOCKED and not mm.rlimits.cap_ipc_lock and (
+            (mm.locked_vm + grow) << kmem.page_shift > mm.rlimits.memlock):
+        return False
+    anon_vma_prepare(mm, vma)
+    mm.mm_rb.update(vma, address, vma.vm_end, vma.vm_pgoff - grow)
+    mm.vmacache_invalidate()
+    mm.total_vm += grow
+    mm.stack_vm += grow
+    if vma.vm_flags & VM_LOCKED:
+        mm.locked_vm += grow
+    mm.update_hiwater_vm()
+    return True
+
+
+def do_user_addr_fault(mm: MmStruct, address: int, access: Access) -> FaultOutcome:
+    """The arch fault path for a user-mode fault: VMA checks, then handle_mm_fault."""
+    vma = mm.find_vma(address)
+    if vma is None:
+        return FaultOutcome(VmFault.SIGSEGV, SIGSEGV, SEGV_MAPERR, address, "segv-maperr")
+    if vma.vm_start > address:
+        if not vma.vm_flags & VM_GROWSDOWN or not expand_stack(mm, vma, address):
+            return FaultOutcome(VmFault.SIGSEGV, SIGSEGV, SEGV_MAPERR, address, "segv-maperr")
+    if access_error(access, vma):
+        return FaultOutcome(VmFault.SIGSEGV, SIGSEGV, SEGV_ACCERR, address, "segv-accerr")
+    result, kind = handle_mm_fault(mm, vma, address, access)
+    if result & VmFault.SIGBUS:
+        return FaultOutcome(result, SIGBUS, BUS_ADRERR, address, kind)
+    if result & VmFault.SIGSEGV:
+        return FaultOutcome(result, SIGSEGV, SEGV_ACCERR, address, kind)
+    return FaultOutcome(result, 0, 0, address, kind)
+
+
+def handle_mm_fault(mm: MmStruct, vma: Vma, address: int, access: Access) -> tuple[VmFault, str]:
+    """handle_mm_fault(): allocate missing tables, then handle_pte_fault.
+
+    Returns the VmFault bits and the kind of fault it was ("anon", "zero",
+    "file", "cow", "shared", "wp-copy", "wp-reuse", "wp-shared", "spurious").
+    Counts the fault in the machine's vm_event and the mm's per-kind stats.
+    """
+    kmem = mm.kmem
+    kmem.vm_event["pgfault"] += 1
+    pte_addr = pte_alloc(kmem, mm, address)
+    if pte_addr < 0:
+        return VmFault.OOM, "oom"
+    result, kind = handle_pte_fault(mm, vma, address, pte_addr, access)
+    mm.fault_kinds[kind] += 1
+    kmem.fault_kinds[kind] += 1
+    if result & VmFault.MAJOR:
+        kmem.vm_event["pgmajfault"] += 1
+    mm_account_fault(kmem.current, result)
+    if kmem.events.active:
+        kmem.events.emit("fault", mm=mm.owner_pid, addr=address, access=access.name or "READ",
+                         kind=kind, result=int(result))
+    return result, kind
+
+
+def mm_account_fault(acct: FaultAccount | None, result: VmFault) -> None:
+    """mm_account_fault(): a completed fault is major or minor for the current task."""
+    if result.is_error:
+        return
+    if result & VmFault.MAJOR:
+        if acct is not None:
+            acct.maj_flt += 1
+    elif acct is not None:
+        acct.min_flt += 1
+
+
+def handle_pte_fault(mm: MmStruct, vma: Vma, address: int, pte_addr: int,
+                     access: Access) -> tuple[VmFault, str]:
+    """handle_pte_fault(): dispatch on the state of the entry."""
+    kmem = mm.kmem
+    mode = kmem.mode
+    b = mode.bits
+    entry = kmem.phys.read_entry(pte_addr, mode.entry_size)
+    write = bool(access & Access.WRITE)
+    if entry == 0:
+        if vma.vm_file is None:
+            return do_anonymous_page(mm, vma, address, pte_addr, write)
+        if not write:
+            return do_read_fault(mm, vma, address, pte_addr)
+        if not vma.vm_flags & VM_SHARED:
+            return do_cow_fault(mm, vma, address, pte_addr)
+        return do_shared_fault(mm, vma, address, pte_addr)
+    if not entry & b.present:
+        if entry & b.protnone:  # PROT_NONE entry in an accessible VMA cannot happen without NUMA
+            raise AssertionError(f"handle_pte_fault: PROT_NONE entry at {address:#x} in {vma!r}")
+        raise AssertionError(f"handle_pte_fault: swap entry {entry:#x} at {address:#x} (no swap yet)")
+    if write and not entry & b.write:
+        return do_wp_page(mm, vma, address, pte_addr, entry)
+    # Spurious: another access already resolved it; just set the bits hardware sets.
+    new = entry | b.accessed | (b.dirty if write else 0)
+    if new != entry:
+        kmem.phys.write_entry(pte_addr, mode.entry_size, new)
+    return VmFault.HANDLED, "spurious"
+
+
+def _set_pte(kmem: Kmem, pte_addr: int, pfn: int, prot: int, special: bool = False) -> None:
+    mode = kmem.mode
+    entry = mode.make_entry(pfn, prot | (mode.bits.special if special else 0))
+    kmem.phys.write_entry(pte_addr, mode.entry_size, entry)
+
+
+def _writable_prot(kmem: Kmem, vma: Vma) -> int:
+    """maybe_mkwrite(pte_mkdirty(mk_pte(page, vma->vm_page_prot)))'s flag bits."""
+    b = kmem.mode.bits
+    prot = vma.vm_page_prot | b.dirty | (b.soft_dirty if kmem.sysctl.mem_soft_dirty else 0)
+    if vma.vm_flags & VM_WRITE:
+        prot |= b.write
+    return prot
+
+
+def do_anonymous_page(mm: MmStruct, vma: Vma, address: int, pte_addr: int,
+                      write: bool) -> tuple[VmFault, str]:
+    """do_anonymous_page(): the zero page on read, a fresh zeroed page on write."""
+    kmem = mm.kmem
+    if not write:
+        _set_pte(kmem, pte_addr, kmem.zero_pfn, vma.vm_page_prot, special=True)
+        return VmFault.HANDLED, "zero"
+    anon_vma_prepare(mm, vma)
+    pfn = kmem.alloc_page(zero=True)
+    if pfn is None:
+        return VmFault.OOM, "oom"
+    page_add_new_anon_rmap(kmem, pfn, vma, address)
+    mm.add_mm_counter(MM_ANONPAGES, 1)
+    _set_pte(kmem, pte_addr, pfn, _writable_prot(kmem, vma))
+    return VmFault.HANDLED, "anon"
+
+
+def _file_page(mm: MmStruct, vma: Vma, address: int) -> tuple[int, VmFault] | VmFault:
+    """__do_fault() -> filemap_fault(): the page-cache frame for address, or an error."""
+    kmem = mm.kmem
+    assert vma.vm_file is not None
+    inode = vma.vm_file.inode
+    index = vma.linear_page_index(address, kmem.page_shift)
+    if index >= filemap.last_index(kmem, inode):
+        return VmFault.SIGBUS
+    got = filemap.filemap_get_page(kmem, inode, index, readahead=True)
+    if got is None:
+        return VmFault.OOM
+    pfn, major = got
+    return pfn, (VmFault.MAJOR if major else VmFault.HANDLED)
+
+
+def _map_file_page(mm: MmStruct, pte_addr: int, pfn: int, prot: int) -> None:
+    kmem = mm.kmem
+    kmem.get_page(pfn)
+    page_add_rmap(kmem, pfn)
+    mm.add_mm_counter(mm_counter(kmem, pfn), 1)
+    _set_pte(kmem, pte_addr, pfn, prot)
+
+
+def do_fault_around(mm: MmStruct, vma: Vma, address: int, pte_addr: int) -> bool:
+    """do_fault_around() + filemap_map_pages(): map already-cached pages near the fault.
+
+    The window is fault_around_bytes, aligned, clipped to the VMA, the page
+    table and EOF; only empty entries are filled. Returns True if the
+    faulting address itself got mapped.
+    """
+    kmem = mm.kmem
+    mode = kmem.mode
+    nr = kmem.sysctl.fault_around_bytes >> kmem.page_shift
+    if nr <= 1 or vma.vm_file is None:
+        return False
+    inode = vma.vm_file.inode
+    ptrs = mode.ptrs_per[-1]
+    pte_off = (address >> kmem.page_shift) & (ptrs - 1)
+    vma_off = (address - vma.vm_start) >> kmem.page_shift
+    from_pte = max(pte_off - pte_off % nr, pte_off - min(pte_off, vma_off))
+    to_pte = min(from_pte + nr, ptrs, pte_off + (vma.size >> kmem.page_shift) - vma_off)
+    file_pages = filemap.last_index(kmem, inode)
+    table = pte_addr - pte_off * mode.entry_size
+    base_index = vma.linear_page_index(address, kmem.page_shift) - pte_off
+    mapped_target = False
+    for i in range(from_pte, to_pte):
+        index = base_index + i
+        if index >= file_pages:
+            break
+        pfn = inode.pages.get(index)
+        if pfn is None or not kmem.mem_map.flags[pfn] & PG.uptodate:
+            continue
+        slot = table + i * mode.entry_size
+        if kmem.phys.read_entry(slot, mode.entry_size):
+            continue
+        _map_file_page(mm, slot, pfn, vma.vm_page_prot)
+        mapped_target = mapped_target or i == pte_off
+    return mapped_target
+
+
+def do_read_fault(mm: MmStruct, vma: Vma, address: int, pte_addr: int) -> tuple[VmFault, str]:
+    """do_read_fault(): fault-around first, then read the page and map it read-only."""
+    if do_fault_around(mm, vma, address, pte_addr):
+        return VmFault.NOPAGE, "file"
+    got = _file_page(mm, vma, address)
+    if isinstance(got, VmFault):
+        return got, "sigbus" if got & VmFault.SIGBUS else "oom"
+    pfn, result = got
+    _map_file_page(mm, pte_addr, pfn, vma.vm_page_prot)
+    return result, "file"
+
+
+def do_cow_fault(mm: MmStruct, vma: Vma, address: int, pte_addr: int) -> tuple[VmFault, str]:
+    """do_cow_fault(): a write to a private file page: copy it into a new anonymous page."""
+    kmem = mm.kmem
+    anon_vma_prepare(mm, vma)
+    new = kmem.alloc_page(zero=False)
+    if new is None:
+        return VmFault.OOM, "oom"
+    got = _file_page(mm, vma, address)
+    if isinstance(got, VmFault):
+        kmem.put_page(new)
+        return got, "sigbus" if got & VmFault.SIGBUS else "oom"
+    pfn, result = got
+    kmem.phys.copy_frame(new, pfn)
+    page_add_new_anon_rmap(kmem, new, vma, address)
+    mm.add_mm_counter(MM_ANONPAGES, 1)
+    _set_pte(kmem, pte_addr, new, _writable_prot(kmem, vma))
+    kmem.vm_event["cow_fault"] += 1
+    return result, "cow"
+
+
+def do_shared_fault(mm: MmStruct, vma: Vma, address: int, pte_addr: int) -> tuple[VmFault, str]:
+    """do_shared_fault(): a write to a shared file page: map the cache page writable, dirty it."""
+    kmem = mm.kmem
+    got = _file_page(mm, vma, address)
+    if isinstance(got, VmFault):
+        return got, "sigbus" if got & VmFault.SIGBUS else "oom"
+    pfn, result = got
+    filemap.set_page_dirty(kmem, pfn)
+    _map_file_page(mm, pte_addr, pfn, _writable_prot(kmem, vma))
+    return result, "shared"
+
+
+def do_wp_page(mm: MmStruct, vma: Vma, address: int, pte_addr: int,
+               entry: int) -> tuple[VmFault, str]:
+    """do_wp_page(): a write to a present read-only entry in a writable VMA.
+
+    Shared mapping: the page just becomes writable and dirty (write-notify).
+    Private: an anonymous page nobody else holds is reused in place;
+    anything else (the zero page, a page-cache page, a page shared after
+    fork) is copied into a new anonymous page: the copy in copy-on-write.
+    """
+    kmem = mm.kmem
+    mode = kmem.mode
+    b = mode.bits
+    pfn = mode.entry_pfn(entry)
+    if vma.vm_flags & VM_SHARED:
+        filemap.set_page_dirty(kmem, pfn)
+        kmem.phys.write_entry(pte_addr, mode.entry_size, entry | b.write | b.dirty | b.accessed)
+        return VmFault.HANDLED, "wp-shared"
+    mem_map = kmem.mem_map
+    if not entry & b.special and mem_map.flags[pfn] & PG.anon and (
+            mem_map.flags[pfn] & PG.anon_exclusive or mem_map.refcount[pfn] == 1):
+        mem_map.flags[pfn] |= PG.anon_exclusive
+        kmem.phys.write_entry(pte_addr, mode.entry_size, entry | b.write | b.dirty | b.accessed)
+        kmem.vm_event["cow_reuse"] += 1
+        return VmFault.HANDLED, "wp-reuse"
+    return wp_page_copy(mm, vma, address, pte_addr, entry)
+
+
+def wp_page_copy(mm: MmStruct, vma: Vma, address: int, pte_addr: int,
+                 entry: int) -> tuple[VmFault, str]:
+    """wp_page_copy(): break COW: new page (zeroed if the old one was the zero page)."""
+    kmem = mm.kmem
+    mode = kmem.mode
+    old = mode.entry_pfn(entry)
+    from_zero = bool(entry & mode.bits.special)
+    anon_vma_prepare(mm, vma)
+    new = kmem.alloc_page(zero=from_zero)
+    if new is None:
+        return VmFault.OOM, "oom"
+    if not from_zero:
+        kmem.phys.copy_frame(new, old)
+        mm.add_mm_counter(mm_counter(kmem, old), -1)
+        page_remove_rmap(kmem, old)
+        kmem.put_page(old)
+    page_add_new_anon_rmap(kmem, new, vma, address)
+    mm.add_mm_counter(MM_ANONPAGES, 1)
+    _set_pte(kmem, pte_addr, new, _writable_prot(kmem, vma))
+    kmem.vm_event["cow_copy"] += 1
+    if kmem.events.active:
+        kmem.events.emit("cow", mm=mm.owner_pid, addr=address, old_pfn=old, new_pfn=new,
+                         from_zero=from_zero)
+        kmem.events.emit("tlb_flush", mm=mm.owner_pid, start=address,
+                         end=address + kmem.page_size)
+    return VmFault.HANDLED, "wp-copy"
+

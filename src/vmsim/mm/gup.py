@@ -1,0 +1,64 @@
+"""Faulting pages in on behalf of the kernel (mm/gup.c): populate and user copies.
+
+`populate_vma_page_range` is what MAP_POPULATE, mlock and
+MADV_POPULATE_* use; it faults each page as the CPU would have, so the
+counters and fault kinds are the same as for a touching program.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vmsim.arch.paging import Access
+from vmsim.mm.fault import VmFault, handle_mm_fault
+from vmsim.mm.pgtable import pte_offset
+from vmsim.mm.vma import VM_EXEC, VM_LOCKONFAULT, VM_READ, VM_SHARED, VM_WRITE
+
+if TYPE_CHECKING:
+    from vmsim.mm.mm_struct import MmStruct
+    from vmsim.mm.vma import Vma
+
+
+def follow_page_ok(mm: MmStruct, addr: int, write: bool) -> bool:
+    """follow_page_pte(): is the page already mapped with the needed rights?"""
+    kmem = mm.kmem
+    b = kmem.mode.bits
+    slot = pte_offset(kmem, mm.pgd, addr)
+    if slot < 0:
+        return False
+    entry = kmem.phys.read_entry(slot, kmem.mode.entry_size)
+    if not entry & b.present:
+        return False
+    return not write or bool(entry & b.write)
+
+
+def faultin_range(mm: MmStruct, vma: Vma, start: int, end: int, write: bool) -> VmFault:
+    """__get_user_pages() over one VMA: fault every page not already suitable."""
+    ps = mm.kmem.page_size
+    access = Access.WRITE if write else Access.READ
+    for addr in range(start, end, ps):
+        if follow_page_ok(mm, addr, write):
+            continue
+        result, _ = handle_mm_fault(mm, vma, addr, access)
+        if result.is_error:
+            return result
+    return VmFault.HANDLED
+
+
+def populate_vma_page_range(mm: MmStruct, start: int, end: int, write: bool | None = None) -> int:
+    """populate_vma_page_range() for every VMA in [start, end): 0, or -ENOMEM/-EFAULT.
+
+    With `write` None, private writable areas are written (COW broken) and
+    everything else read, as the kernel decides; VM_LOCKONFAULT and
+    inaccessible areas are skipped.
+    """
+    for vma in mm.mm_rb.range(start, end):
+        if vma.vm_flags & VM_LOCKONFAULT or not vma.vm_flags & (VM_READ | VM_WRITE | VM_EXEC):
+            continue
+        w = (vma.vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE if write is None else write
+        result = faultin_range(mm, vma, max(start, vma.vm_start), min(end, vma.vm_end), w)
+        if result & VmFault.OOM:
+            return -12
+        if result.is_error:
+            return -14
+    return 0

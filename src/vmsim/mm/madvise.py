@@ -1,0 +1,209 @@
+"""madvise(2) (mm/madvise.c): advice that changes flags, drops pages, or faults them in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from vmsim.mm import filemap
+from vmsim.mm import mman as m
+from vmsim.mm.fault import VmFault
+from vmsim.mm.gup import faultin_range
+from vmsim.mm.memory import present_pages, zap_pte_range
+from vmsim.mm.mmap import offset_in_page, page_align, vma_modify
+from vmsim.mm.page import PG
+from vmsim.mm.pgtable import pte_offset
+from vmsim.mm.vma import (
+    VM_DONTCOPY,
+    VM_DONTDUMP,
+    VM_HUGEPAGE,
+    VM_HUGETLB,
+    VM_IO,
+    VM_LOCKED,
+    VM_MERGEABLE,
+    VM_NOHUGEPAGE,
+    VM_PFNMAP,
+    VM_RAND_READ,
+    VM_READ,
+    VM_SEQ_READ,
+    VM_SHARED,
+    VM_SPECIAL,
+    VM_WIPEONFORK,
+    VM_WRITE,
+    Vma,
+)
+
+if TYPE_CHECKING:
+    from vmsim.mm.mm_struct import MmStruct
+
+VALID = {
+    m.MADV_DOFORK, m.MADV_DONTFORK, m.MADV_NORMAL, m.MADV_SEQUENTIAL, m.MADV_RANDOM,
+    m.MADV_REMOVE, m.MADV_WILLNEED, m.MADV_DONTNEED, m.MADV_DONTNEED_LOCKED, m.MADV_FREE,
+    m.MADV_COLD, m.MADV_PAGEOUT, m.MADV_POPULATE_READ, m.MADV_POPULATE_WRITE,
+    m.MADV_MERGEABLE, m.MADV_UNMERGEABLE, m.MADV_HUGEPAGE, m.MADV_NOHUGEPAGE, m.MADV_COLLAPSE,
+    m.MADV_DONTDUMP, m.MADV_DODUMP, m.MADV_WIPEONFORK, m.MADV_KEEPONFORK,
+}
+
+
+def madvise_dontneed_free(mm: MmStruct, vma: Vma, start: int, end: int, behavior: int) -> int:
+    """MADV_DONTNEED zaps the range (the next touch faults afresh); MADV_FREE marks
+    anonymous pages lazily freeable (clean; reclaim may drop them)."""
+    locked_ok = behavior == m.MADV_DONTNEED_LOCKED
+    if vma.vm_flags & (VM_PFNMAP | VM_HUGETLB) or (vma.vm_flags & VM_LOCKED and not locked_ok):
+        return -m.EINVAL
+    if behavior == m.MADV_FREE:
+        if vma.vm_file is not None:
+            return -m.EINVAL
+        madvise_free_pte_range(mm, start, end)
+        return 0
+    zap_pte_range(mm, vma, start, end)
+    return 0
+
+
+def madvise_free_pte_range(mm: MmStruct, start: int, end: int) -> None:
+    """madvise_free_pte_range(): exclusive anonymous pages become clean and lazyfree."""
+    kmem = mm.kmem
+    mode = kmem.mode
+    b = mode.bits
+    for addr, entry in present_pages(kmem, mm, start, end):
+        if entry & b.special:
+            continue
+        pfn = mode.entry_pfn(entry)
+        if kmem.mem_map.mapcount[pfn] != 1:
+            continue
+        kmem.mem_map.flags[pfn] &= ~(PG.dirty | PG.swapbacked | PG.referenced)
+        slot = pte_offset(kmem, mm.pgd, addr)
+        kmem.phys.write_entry(slot, mode.entry_size, entry & ~(b.dirty | b.accessed))
+
+
+def madvise_willneed(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
+    """MADV_WILLNEED: read a file range into the page cache ahead of use."""
+    if vma.vm_file is None:
+        return 0
+    kmem = mm.kmem
+    inode = vma.vm_file.inode
+    first = vma.linear_page_index(start, kmem.page_shift)
+    last = min(vma.linear_page_index(end, kmem.page_shift), filemap.last_index(kmem, inode))
+    for index in range(first, last):
+        if filemap.filemap_get_page(kmem, inode, index, readahead=False) is None:
+            return -m.ENOMEM
+    return 0
+
+
+def madvise_vma_behavior(mm: MmStruct, vma: Vma, start: int, end: int, behavior: int) -> int:
+    """madvise_vma_behavior(): one VMA's part of the range."""
+    if behavior in (m.MADV_FREE, m.MADV_DONTNEED, m.MADV_DONTNEED_LOCKED):
+        return madvise_dontneed_free(mm, vma, start, end, behavior)
+    if behavior == m.MADV_WILLNEED:
+        return madvise_willneed(mm, vma, start, end)
+    if behavior == m.MADV_REMOVE:
+        if vma.vm_flags & VM_LOCKED:
+            return -m.EINVAL
+        if vma.vm_file is None or not vma.vm_flags & VM_SHARED:
+            return -m.EACCES
+        zap_pte_range(mm, vma, start, end)
+        return 0
+    if behavior in (m.MADV_COLD, m.MADV_PAGEOUT, m.MADV_COLLAPSE):
+        return 0  # hints vmsim accepts and (without reclaim or THP) has nothing to do for
+    flags = vma.vm_flags
+    if behavior == m.MADV_NORMAL:
+        flags &= ~(VM_RAND_READ | VM_SEQ_READ)
+    elif behavior == m.MADV_SEQUENTIAL:
+        flags = (flags & ~VM_RAND_READ) | VM_SEQ_READ
+    elif behavior == m.MADV_RANDOM:
+        flags = (flags & ~VM_SEQ_READ) | VM_RAND_READ
+    elif behavior == m.MADV_DONTFORK:
+        flags |= VM_DONTCOPY
+    elif behavior == m.MADV_DOFORK:
+        if flags & VM_IO:
+            return -m.EINVAL
+        flags &= ~VM_DONTCOPY
+    elif behavior == m.MADV_WIPEONFORK:
+        if vma.vm_file is not None or flags & VM_SHARED:
+            return -m.EINVAL
+        flags |= VM_WIPEONFORK
+    elif behavior == m.MADV_KEEPONFORK:
+        flags &= ~VM_WIPEONFORK
+    elif behavior == m.MADV_DONTDUMP:
+        flags |= VM_DONTDUMP
+    elif behavior == m.MADV_DODUMP:
+        if flags & VM_SPECIAL:
+            return -m.EINVAL
+        flags &= ~VM_DONTDUMP
+    elif behavior == m.MADV_MERGEABLE:
+        if flags & (VM_SHARED | VM_SPECIAL | VM_HUGETLB) == 0:
+            flags |= VM_MERGEABLE
+    elif behavior == m.MADV_UNMERGEABLE:
+        flags &= ~VM_MERGEABLE
+    elif behavior == m.MADV_HUGEPAGE:
+        flags = (flags & ~VM_NOHUGEPAGE) | VM_HUGEPAGE
+    elif behavior == m.MADV_NOHUGEPAGE:
+        flags = (flags & ~VM_HUGEPAGE) | VM_NOHUGEPAGE
+    if flags == vma.vm_flags:
+        return 0
+    res = vma_modify(mm, vma, start, end, flags, vma.anon_name)
+    return res if isinstance(res, int) else 0
+
+
+def madvise_walk_vmas(mm: MmStruct, start: int, end: int, behavior: int,
+                      visit: Callable[[MmStruct, Vma, int, int, int], int]) -> int:
+    """madvise_walk_vmas(): visit each VMA part; holes give -ENOMEM after the rest is done."""
+    unmapped_error = 0
+    vma = mm.mm_rb.find_vma(start)
+    while True:
+        if vma is None:
+            return -m.ENOMEM
+        if start < vma.vm_start:
+            unmapped_error = -m.ENOMEM
+            start = vma.vm_start
+            if start >= end:
+                break
+        tmp = min(vma.vm_end, end)
+        err = visit(mm, vma, start, tmp, behavior)
+        if err:
+            return err
+        start = tmp
+        if start >= end:
+            break
+        vma = mm.mm_rb.find_vma(start)
+    return unmapped_error
+
+
+def madvise_populate(mm: MmStruct, start: int, end: int, behavior: int) -> int:
+    """MADV_POPULATE_(READ|WRITE): fault in like a touch; -ENOMEM hole, -EINVAL rights, -EFAULT signal."""
+    write = behavior == m.MADV_POPULATE_WRITE
+    while start < end:
+        vma = mm.mm_rb.find_vma(start)
+        if vma is None or vma.vm_start > start:
+            return -m.ENOMEM
+        if vma.vm_flags & (VM_IO | VM_PFNMAP):
+            return -m.EINVAL
+        if not vma.vm_flags & (VM_WRITE if write else VM_READ):
+            return -m.EINVAL  # check_vma_flags() refuses, FOLL_MADV_POPULATE reports EINVAL
+        tmp = min(vma.vm_end, end)
+        result = faultin_range(mm, vma, start, tmp, write)
+        if result & VmFault.OOM:
+            return -m.ENOMEM
+        if result.is_error:
+            return -m.EFAULT
+        start = tmp
+    return 0
+
+
+def do_madvise(mm: MmStruct, start: int, length: int, behavior: int) -> int:
+    """do_madvise(): 0 or -EINVAL / -ENOMEM / -EACCES / -EFAULT as Linux returns them."""
+    if behavior not in VALID:
+        return -m.EINVAL
+    if offset_in_page(mm, start):
+        return -m.EINVAL
+    aligned = page_align(mm, length)
+    if length and not aligned:
+        return -m.EINVAL
+    end = start + aligned
+    if end < start or end > 1 << 64:
+        return -m.EINVAL
+    if end == start:
+        return 0
+    if behavior in (m.MADV_POPULATE_READ, m.MADV_POPULATE_WRITE):
+        return madvise_populate(mm, start, end, behavior)
+    return madvise_walk_vmas(mm, start, end, behavior, madvise_vma_behavior)

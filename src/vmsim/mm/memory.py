@@ -1,0 +1,154 @@
+"""Range operations on page tables (mm/memory.c): zap, copy at fork, populate.
+
+These walk only the tables that exist (`pgtable.pte_tables`) and treat a
+table's 512 entries as one numpy array, so their cost follows the page
+tables, not the size of the address range.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from vmsim.mm import filemap
+from vmsim.mm.mm_struct import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES
+from vmsim.mm.page import PG
+from vmsim.mm.pgtable import pte_alloc, pte_tables, pte_view
+from vmsim.mm.rmap import mm_counter, page_remove_rmap
+from vmsim.mm.vma import VM_MAYWRITE, VM_SHARED
+
+if TYPE_CHECKING:
+    from vmsim.mm.kmem import Kmem
+    from vmsim.mm.mm_struct import MmStruct
+    from vmsim.mm.vma import Vma
+
+
+def flush_tlb_range(mm: MmStruct, start: int, end: int) -> None:
+    """flush_tlb_range(): tell whoever caches translations (a CPU engine) to drop them."""
+    kmem = mm.kmem
+    kmem.vm_event["tlb_flush"] += 1
+    for fn in mm.tlb_flush_hooks:
+        fn(start, end)
+    if kmem.events.active:
+        kmem.events.emit("tlb_flush", mm=mm.owner_pid, start=start, end=end)
+
+
+def zap_pte_range(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
+    """zap_pte_range(): clear every entry in [start, end) of vma; returns pages unmapped.
+
+    Drops the map count and reference of each page (freeing anonymous pages
+    with their last reference), moves a dirty bit from a shared file entry
+    to its page, and keeps the RSS counters right.
+    """
+    kmem = mm.kmem
+    mode = kmem.mode
+    b = mode.bits
+    mem_map = kmem.mem_map
+    shared_file = vma.vm_file is not None and vma.vm_flags & VM_SHARED
+    zapped = 0
+    cleared = False
+    for table, i0, i1, _base in pte_tables(kmem, mm.pgd, start, end):
+        view = pte_view(kmem, table)
+        part = view[i0:i1]
+        nz = np.flatnonzero(part)
+        if not nz.size:
+            continue
+        cleared = True
+        entries = part[nz].tolist()
+        part[nz] = 0
+        for entry in entries:
+            if not entry & (b.present | b.protnone):
+                raise AssertionError(f"zap_pte_range: swap entry {entry:#x} (no swap yet)")
+            if entry & b.special:
+                continue
+            pfn = mode.entry_pfn(entry)
+            if shared_file and entry & b.dirty:
+                filemap.set_page_dirty(kmem, pfn)
+            if entry & b.accessed:
+                mem_map.flags[pfn] |= PG.referenced
+            mm.rss_stat[mm_counter(kmem, pfn)] -= 1
+            page_remove_rmap(kmem, pfn)
+            kmem.put_page(pfn)
+            zapped += 1
+    if cleared:
+        flush_tlb_range(mm, start, end)
+    return zapped
+
+
+def is_cow_mapping(vm_flags: int) -> bool:
+    """is_cow_mapping(): private and may become writable."""
+    return (vm_flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE
+
+
+def copy_page_range(dst_mm: MmStruct, src_mm: MmStruct, dst_vma: Vma, src_vma: Vma) -> bool:
+    """copy_page_range(): give the child the parent's entries for one VMA.
+
+    A private writable entry is write-protected in both (copy-on-write);
+    child entries are old, and clean for shared mappings; each page gains a
+    reference and a mapping. Areas with no anonymous pages are skipped as
+    the kernel does (vma_needs_copy): the child refaults them from the page
+    cache. Works table by table on numpy arrays. False on OOM.
+    """
+    if src_vma.anon_vma is None:
+        return True
+    kmem = src_mm.kmem
+    mode = kmem.mode
+    b = mode.bits
+    es = mode.entry_size
+    cow = is_cow_mapping(src_vma.vm_flags)
+    shared = bool(src_vma.vm_flags & VM_SHARED)
+    dtype = np.uint64 if es == 8 else np.uint32
+    not_write = dtype(~b.write & ((1 << (8 * es)) - 1))
+    not_young = dtype(~(b.accessed | (b.dirty if shared else 0)) & ((1 << (8 * es)) - 1))
+    special = dtype(b.special)
+    pfn_mask = dtype(mode.pfn_mask)
+    pfn_shift = dtype(mode.pfn_shift)
+    mem_map = kmem.mem_map
+    wrprotected = False
+    for table, i0, i1, base in pte_tables(kmem, src_mm.pgd, src_vma.vm_start, src_vma.vm_end):
+        src = pte_view(kmem, table)
+        part = src[i0:i1]
+        nz = np.flatnonzero(part)
+        if not nz.size:
+            continue
+        first_va = base + int(i0 + nz[0]) * mode.page_size
+        dst_entry = pte_alloc(kmem, dst_mm, first_va)
+        if dst_entry < 0:
+            return False
+        dst_table = dst_entry - (((first_va >> mode.page_shift) & (mode.ptrs_per[-1] - 1)) * es)
+        entries = part[nz]
+        if cow:
+            if (entries & dtype(b.write)).any():
+                wrprotected = True
+            entries = entries & not_write
+            part[nz] = entries
+        pte_view(kmem, dst_table)[i0 + nz] = entries & not_young
+        real = entries[(entries & special) == 0]
+        pfns = ((real & pfn_mask) >> pfn_shift).astype(np.int64)
+        np.add.at(mem_map.refcount, pfns, 1)
+        np.add.at(mem_map.mapcount, pfns, 1)
+        flags = mem_map.flags[pfns]
+        if cow:  # a page mapped by two mms is no longer exclusive to either
+            mem_map.flags[pfns] = flags & np.uint32(~PG.anon_exclusive & 0xFFFFFFFF)
+        anon = int(np.count_nonzero(flags & PG.anon))
+        shmem = int(np.count_nonzero((flags & (PG.anon | PG.swapbacked)) == PG.swapbacked))
+        dst_mm.rss_stat[MM_ANONPAGES] += anon
+        dst_mm.rss_stat[MM_SHMEMPAGES] += shmem
+        dst_mm.rss_stat[MM_FILEPAGES] += len(pfns) - anon - shmem
+    if dst_mm.get_mm_rss() > dst_mm.hiwater_rss:
+        dst_mm.hiwater_rss = dst_mm.get_mm_rss()
+    if wrprotected:
+        flush_tlb_range(src_mm, src_vma.vm_start, src_vma.vm_end)
+    return True
+
+
+def present_pages(kmem: Kmem, mm: MmStruct, start: int, end: int) -> list[tuple[int, int]]:
+    """(address, entry) of every non-empty entry in [start, end), in order."""
+    mode = kmem.mode
+    out: list[tuple[int, int]] = []
+    for table, i0, i1, base in pte_tables(kmem, mm.pgd, start, end):
+        part = pte_view(kmem, table)[i0:i1]
+        for i in np.flatnonzero(part).tolist():
+            out.append((base + (i0 + i) * mode.page_size, int(part[i])))
+    return out
