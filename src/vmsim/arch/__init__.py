@@ -14,4 +14,4 @@ def get_mode(name: str) -> PagingMode:
         raise ValueError(f"unknown arch {name!r}; known: {', '.join(sorted(MODES))}") from None
 
 
-__all__ = ["MODES", "Access", "PagingMode", "Walk", "X86_64", "get_mode", "translate", "walk"]
+__all__ = ["MODES", "X86_64", "Access", "PagingMode", "Walk", "get_mode", "translate", "walk"]

@@ -6,7 +6,15 @@ from vmsim.mm.memory import copy_page_range
 from vmsim.mm.mm_struct import MmStruct
 from vmsim.mm.mmap import exit_mmap, vm_stat_account, vma_link
 from vmsim.mm.pgtable import pgd_alloc
-from vmsim.mm.vma import VM_DONTCOPY, VM_LOCKED_MASK, VM_NOHUGEPAGE, VM_WIPEONFORK, AnonVma, Vma, VmaTree
+from vmsim.mm.vma import (
+    VM_DONTCOPY,
+    VM_LOCKED_MASK,
+    VM_NOHUGEPAGE,
+    VM_WIPEONFORK,
+    AnonVma,
+    Vma,
+    VmaTree,
+)
 
 
 def mm_alloc_like(old: MmStruct) -> MmStruct | None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from vmsim.arch.paging import Access
 from vmsim.mm import filemap
 from vmsim.mm.mm_struct import MM_ANONPAGES
+from vmsim.mm.memory import flush_tlb_range
 from vmsim.mm.page import PG
 from vmsim.mm.pgtable import pte_alloc
 from vmsim.mm.rmap import (
@@ -396,7 +397,6 @@ def wp_page_copy(mm: MmStruct, vma: Vma, address: int, pte_addr: int,
     if kmem.events.active:
         kmem.events.emit("cow", mm=mm.owner_pid, addr=address, old_pfn=old, new_pfn=new,
                          from_zero=from_zero)
-        kmem.events.emit("tlb_flush", mm=mm.owner_pid, start=address,
-                         end=address + kmem.page_size)
+    flush_tlb_range(mm, address, address + kmem.page_size)  # ptep_clear_flush()
     return VmFault.HANDLED, "wp-copy"
 

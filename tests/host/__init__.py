@@ -1,0 +1,1 @@
+"""Host-kernel reference runner (vmops.c) and the vmsim side of the comparisons."""
