@@ -24,13 +24,15 @@ RLIM_INFINITY = (1 << 64) - 1
 
 @dataclass
 class Rlimits:
-    """The resource limits mm code consults (RLIMIT_AS, RLIMIT_DATA, RLIMIT_MEMLOCK, RLIMIT_STACK)."""
+    """The resource limits mm code consults (RLIMIT_AS, RLIMIT_DATA, RLIMIT_MEMLOCK, RLIMIT_STACK),
+    and the two capabilities that override mm limits."""
 
     as_: int = RLIM_INFINITY
     data: int = RLIM_INFINITY
     memlock: int = 8 << 20  # Linux's default MLOCK_LIMIT (8 MiB since 5.16)
     stack: int = 8 << 20
     cap_ipc_lock: bool = False  # CAP_IPC_LOCK lifts RLIMIT_MEMLOCK
+    cap_sys_rawio: bool = False  # CAP_SYS_RAWIO allows mappings below mmap_min_addr
 
 
 @dataclass(eq=False)

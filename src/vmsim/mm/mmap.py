@@ -408,7 +408,7 @@ def get_unmapped_area(mm: MmStruct, file: File | None, addr: int, length: int, p
             return -m.ENOMEM
         if addr & (ps - 1):
             return -m.EINVAL
-        return addr
+        return security_mmap_addr(mm, addr)
     tree = mm.mm_rb
     min_addr = max(mm.kmem.sysctl.mmap_min_addr, ps)
     if addr:
@@ -422,6 +422,13 @@ def get_unmapped_area(mm: MmStruct, file: File | None, addr: int, length: int, p
     if found is None:
         found = tree.unmapped_area(length, mm.mmap_legacy_base, task_size)
     return -m.ENOMEM if found is None else found
+
+
+def security_mmap_addr(mm: MmStruct, addr: int) -> int:
+    """cap_mmap_addr(): below vm.mmap_min_addr only with CAP_SYS_RAWIO; addr or -EPERM."""
+    if addr < mm.kmem.sysctl.mmap_min_addr and not mm.rlimits.cap_sys_rawio:
+        return -m.EPERM
+    return addr
 
 
 # ---------------------------------------------------------------- mmap
