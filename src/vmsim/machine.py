@@ -162,11 +162,11 @@ def check_machine(machine: Machine) -> list[str]:
                     if pfn != kmem.zero_pfn:
                         errors.append(f"pid {proc.pid}: special entry at {addr:#x} is not the zero page")
                     continue
-                if pfn >= kmem.nr_frames or mem_map.flags[pfn] & (PG.buddy | PG.pgtable):
+                if pfn >= kmem.nr_frames or mem_map.flags_mv[pfn] & (PG.buddy | PG.pgtable):
                     errors.append(f"pid {proc.pid}: entry at {addr:#x} maps a free or table frame {pfn:#x}")
                     continue
                 mapped[pfn] += 1
-                flags = int(mem_map.flags[pfn])
+                flags = int(mem_map.flags_mv[pfn])
                 rss[MM_ANONPAGES if flags & PG.anon else
                     MM_SHMEMPAGES if flags & PG.swapbacked else MM_FILEPAGES] += 1
         for member, name in ((MM_ANONPAGES, "anon"), (MM_FILEPAGES, "file"),
@@ -179,10 +179,10 @@ def check_machine(machine: Machine) -> list[str]:
             errors.append(f"pid {proc.pid}: pgtables_bytes {mm.pgtables_bytes} != {tables} tables")
     bad = np.flatnonzero(mapped != mem_map.mapcount)
     for pfn in bad[:5].tolist():
-        errors.append(f"pfn {pfn:#x}: mapcount {mem_map.mapcount[pfn]} but {mapped[pfn]} entries map it")
+        errors.append(f"pfn {pfn:#x}: mapcount {mem_map.mapcount_mv[pfn]} but {mapped[pfn]} entries map it")
     low = np.flatnonzero(mem_map.refcount < mem_map.mapcount)
     for pfn in low[:5].tolist():
-        errors.append(f"pfn {pfn:#x}: refcount {mem_map.refcount[pfn]} < mapcount {mem_map.mapcount[pfn]}")
+        errors.append(f"pfn {pfn:#x}: refcount {mem_map.refcount_mv[pfn]} < mapcount {mem_map.mapcount_mv[pfn]}")
     cache_pages = sum(inode.nrpages for inode in _all_inodes(machine))
     anon = int(np.count_nonzero((mem_map.flags & PG.anon) != 0))
     used = kmem.nr_frames - 1 - kmem.buddy.nr_free  # frame 0 is reserved

@@ -122,6 +122,16 @@ class PagingMode:
     def flags_mask(self) -> int:
         return ((1 << (8 * self.entry_size)) - 1) & ~self.pfn_mask
 
+    @cached_property
+    def walk_consts(self) -> tuple:  # type: ignore[type-arg]
+        """Everything `translate` reads, in one tuple (one lookup on the hot path)."""
+        b = self.bits
+        last = len(self.levels) - 1
+        steps = tuple((self.shifts[i], self.ptrs_per[i] - 1, i == last or self.levels[i].leaf_ok)
+                      for i in range(last + 1))
+        return (self.entry_size, b.present, b.write, b.user, b.nx, b.huge, b.accessed, b.dirty,
+                steps, last, self.pfn_mask, self.pfn_shift, self.page_shift, self.page_size)
+
     def index(self, level: int, va: int) -> int:
         """The index of `va` in a table of level `level` (0 = top)."""
         return (va >> self.shifts[level]) & (self.ptrs_per[level] - 1)
@@ -156,7 +166,11 @@ class PagingMode:
     def canonical(self, va: int) -> bool:
         """Sign-extension rule: bits above va_bits-1 equal bit va_bits-1."""
         top = va >> (self.va_bits - 1)
-        return top == 0 or top == (1 << (64 - self.va_bits + 1)) - 1
+        return top == 0 or top == self._canonical_top
+
+    @cached_property
+    def _canonical_top(self) -> int:
+        return (1 << (64 - self.va_bits + 1)) - 1
 
     def describe(self, entry: int) -> list[str]:
         """Names of the flag bits set in `entry` (for vtop and debugging)."""
@@ -241,49 +255,62 @@ class MmuFault(enum.IntFlag):
     INSTR = 16
 
 
-def translate(mode: PagingMode, mem: PhysAccess, root: int, va: int, access: Access,
+def translate(mode: PagingMode, mem: PhysAccess, root: int, va: int, access: int,
               user: bool = True) -> tuple[int, int]:
     """Translate one access as the hardware would: (phys, 0) or (-1, error_code).
 
     Checks present, writable, user and no-execute at every level (the x86
     rule: effective rights are the AND of all levels), and on success sets the
     accessed bit on every level and the dirty bit on the leaf for a write,
-    exactly the bytes a hardware walker writes.
+    exactly the bytes a hardware walker writes. This is the software MMU's
+    hot path, so it works on plain ints.
     """
-    b = mode.bits
-    es = mode.entry_size
-    err = (MmuFault.USER if user else 0) | (MmuFault.WRITE if access & Access.WRITE else 0) | (
-        MmuFault.INSTR if access & Access.EXEC else 0)
+    (es, present, rw, us, nx, huge, accessed, dirty, steps, last, pfn_mask, pfn_shift,
+     page_shift, page_size) = mode.walk_consts
+    write = access & _ACC_WRITE
+    err = (_PF_USER if user else 0) | (_PF_WRITE if write else 0) | (
+        _PF_INSTR if access & _ACC_EXEC else 0)
     if not mode.canonical(va):
-        return -1, int(err)
+        return -1, err
+    read_entry = mem.read_entry
     table = root
-    nlevels = len(mode.levels)
-    touched: list[tuple[int, int]] = []
     writable = user_ok = True
     noexec = False
-    for lvl in range(nlevels):
-        addr = table + ((va >> mode.shifts[lvl]) & (mode.ptrs_per[lvl] - 1)) * es
-        entry = mem.read_entry(addr, es)
-        if not entry & b.present:
-            return -1, int(err)
-        writable = writable and bool(entry & b.write)
-        user_ok = user_ok and bool(entry & b.user)
-        noexec = noexec or bool(b.nx and entry & b.nx)
-        touched.append((addr, entry))
-        leaf = lvl == nlevels - 1 or (mode.levels[lvl].leaf_ok and entry & b.huge)
-        if leaf:
-            denied = (user and not user_ok) or (access & Access.WRITE and not writable) or (
-                access & Access.EXEC and noexec)
-            if denied:
-                return -1, int(err | MmuFault.PROT)
-            for i, (a, e) in enumerate(touched):
-                new = e | b.accessed
-                if i == len(touched) - 1 and access & Access.WRITE:
-                    new |= b.dirty
-                if new != e:
-                    mem.write_entry(a, es, new)
-            span = mode.level_span(lvl) if lvl < nlevels - 1 else mode.page_size
-            base = mode.entry_phys(entry) & ~(span - 1)
-            return base | (va & (span - 1)), 0
-        table = mode.entry_phys(entry)
+    trail: list[tuple[int, int]] = []
+    lvl = 0
+    for shift, mask, leaf_ok in steps:
+        addr = table + ((va >> shift) & mask) * es
+        entry = read_entry(addr, es)
+        if not entry & present:
+            return -1, err
+        if not entry & rw:
+            writable = False
+        if not entry & us:
+            user_ok = False
+        if entry & nx:
+            noexec = True
+        if lvl == last or (leaf_ok and entry & huge):
+            if (user and not user_ok) or (write and not writable) or (
+                    access & _ACC_EXEC and noexec):
+                return -1, err | _PF_PROT
+            for a, e in trail:
+                if not e & accessed:
+                    mem.write_entry(a, es, e | accessed)
+            new = entry | accessed | (dirty if write else 0)
+            if new != entry:
+                mem.write_entry(addr, es, new)
+            span = 1 << shift if lvl < last else page_size
+            return (((entry & pfn_mask) >> pfn_shift << page_shift) & ~(span - 1)) | (
+                va & (span - 1)), 0
+        trail.append((addr, entry))
+        table = (entry & pfn_mask) >> pfn_shift << page_shift
+        lvl += 1
     raise AssertionError("translate: fell off the last level")  # pragma: no cover
+
+
+_ACC_WRITE = int(Access.WRITE)
+_ACC_EXEC = int(Access.EXEC)
+_PF_PROT = int(MmuFault.PROT)
+_PF_WRITE = int(MmuFault.WRITE)
+_PF_USER = int(MmuFault.USER)
+_PF_INSTR = int(MmuFault.INSTR)

@@ -137,7 +137,7 @@ def smaps_account(mm: MmStruct, vma: Vma) -> MemSizeStats:
         if not entry & (b.present | b.protnone) or entry & b.special:
             continue
         pfn = mode.entry_pfn(entry)
-        flags = int(mem_map.flags[pfn])
+        flags = int(mem_map.flags_mv[pfn])
         dirty = bool(entry & b.dirty) or bool(flags & PG.dirty)
         if flags & PG.anon:
             mss.anonymous += size
@@ -146,8 +146,8 @@ def smaps_account(mm: MmStruct, vma: Vma) -> MemSizeStats:
         mss.resident += size
         if entry & b.accessed or flags & PG.referenced:
             mss.referenced += size
-        mapcount = max(int(mem_map.mapcount[pfn]), 1)
-        if int(mem_map.refcount[pfn]) == 1:
+        mapcount = max(int(mem_map.mapcount_mv[pfn]), 1)
+        if int(mem_map.refcount_mv[pfn]) == 1:
             mapcount = 1
         pss = (size << 12) // mapcount
         private = mapcount < 2
@@ -256,10 +256,10 @@ def pagemap_entries(mm: MmStruct, start: int, npages: int) -> list[int]:
             if b.soft_dirty and entry & b.soft_dirty:
                 flags |= PM_SOFT_DIRTY
             if not entry & b.special:
-                pflags = int(kmem.mem_map.flags[pfn])
+                pflags = int(kmem.mem_map.flags_mv[pfn])
                 if not pflags & PG.anon:
                     flags |= PM_FILE
-                if kmem.mem_map.mapcount[pfn] == 1:
+                if kmem.mem_map.mapcount_mv[pfn] == 1:
                     flags |= PM_MMAP_EXCLUSIVE
         out[i] = flags
     return out

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from vmsim.mm.mm_struct import MmStruct
 
 SIGNAL_NAMES = {7: "SIGBUS", 9: "SIGKILL", 11: "SIGSEGV", 15: "SIGTERM"}
+# Access kinds as plain ints: they travel the per-page access path, where enum
+# arithmetic would dominate the cost.
+READ, WRITE, EXEC = int(Access.READ), int(Access.WRITE), int(Access.EXEC)
 
 
 class ProcessGone(RuntimeError):
@@ -200,7 +203,7 @@ class Process:
         return 0
 
     # ---- CPU accesses ------------------------------------------------------------
-    def _access(self, addr: int, access: Access, check: bool) -> int | None:
+    def _access(self, addr: int, access: int, check: bool) -> int | None:
         """Translate one byte's address for `access`, faulting and retrying; phys or None."""
         mm = self._enter()
         kmem = self.machine.kmem
@@ -233,17 +236,17 @@ class Process:
 
     def load(self, addr: int, n: int = 1, check: bool = False) -> bytes | None:
         """Read n bytes as the CPU would; None if the process died of the access."""
-        return self._copy(addr, n, Access.READ, None, check)
+        return self._copy(addr, n, READ, None, check)
 
     def fetch(self, addr: int, n: int = 1, check: bool = False) -> bytes | None:
         """An instruction fetch of n bytes (needs VM_EXEC and no NX)."""
-        return self._copy(addr, n, Access.EXEC, None, check)
+        return self._copy(addr, n, EXEC, None, check)
 
     def store(self, addr: int, data: bytes, check: bool = False) -> bool:
         """Write bytes as the CPU would; False if the process died of the access."""
-        return self._copy(addr, len(data), Access.WRITE, bytes(data), check) is not None
+        return self._copy(addr, len(data), WRITE, bytes(data), check) is not None
 
-    def _copy(self, addr: int, n: int, access: Access, data: bytes | None,
+    def _copy(self, addr: int, n: int, access: int, data: bytes | None,
               check: bool) -> bytes | None:
         kmem = self.machine.kmem
         ps = kmem.page_size
@@ -262,10 +265,10 @@ class Process:
             pos += chunk
         return bytes(out)
 
-    def translate(self, addr: int, access: Access = Access.READ) -> int | None:
+    def translate(self, addr: int, access: int = READ) -> int | None:
         """The physical address the MMU would use now, without faulting (None if it would fault)."""
         kmem = self.machine.kmem
-        phys, _ = translate(kmem.mode, kmem.phys, self.mm.pgd, addr, access)
+        phys, _ = translate(kmem.mode, kmem.phys, self.mm.pgd, addr, int(access))
         return phys if phys >= 0 else None
 
     # ---- lifecycle ----------------------------------------------------------------

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from vmsim.arch.paging import Access
 from vmsim.mm import filemap
-from vmsim.mm.mm_struct import MM_ANONPAGES
 from vmsim.mm.memory import flush_tlb_range
+from vmsim.mm.mm_struct import MM_ANONPAGES
 from vmsim.mm.page import PG
 from vmsim.mm.pgtable import pte_alloc
 from vmsim.mm.rmap import (
@@ -55,7 +55,13 @@ class VmFault(enum.IntFlag):
 
     @property
     def is_error(self) -> bool:
-        return bool(self & (VmFault.OOM | VmFault.SIGBUS | VmFault.SIGSEGV | VmFault.HWPOISON))
+        return bool(self and int(self) & VM_FAULT_ERROR)
+
+
+VM_FAULT_ERROR = int(VmFault.OOM | VmFault.SIGBUS | VmFault.SIGSEGV | VmFault.HWPOISON)
+_MAJOR = int(VmFault.MAJOR)
+_WRITE = int(Access.WRITE)
+_EXEC = int(Access.EXEC)
 
 
 @dataclass
@@ -81,11 +87,11 @@ class FaultOutcome:
         return not self.result.is_error and not self.signo
 
 
-def access_error(access: Access, vma: Vma) -> bool:
+def access_error(access: int, vma: Vma) -> bool:
     """access_error() (arch/x86/mm/fault.c): do the VMA's rights forbid this access?"""
-    if access & Access.WRITE:
+    if access & _WRITE:
         return not vma.vm_flags & VM_WRITE
-    if access & Access.EXEC:
+    if access & _EXEC:
         return not vma.vm_flags & VM_EXEC
     return not vma.vm_flags & (VM_READ | VM_WRITE | VM_EXEC)
 
@@ -129,8 +135,12 @@ def expand_stack(mm: MmStruct, vma: Vma, address: int) -> bool:
     return True
 
 
-def do_user_addr_fault(mm: MmStruct, address: int, access: Access) -> FaultOutcome:
-    """The arch fault path for a user-mode fault: VMA checks, then handle_mm_fault."""
+def do_user_addr_fault(mm: MmStruct, address: int, access: int) -> FaultOutcome:
+    """The arch fault path for a user-mode fault: VMA checks, then handle_mm_fault.
+
+    `access` is an `Access` value (plain ints are accepted and fastest).
+    """
+    access = int(access)
     vma = mm.find_vma(address)
     if vma is None:
         return FaultOutcome(VmFault.SIGSEGV, SIGSEGV, SEGV_MAPERR, address, "segv-maperr")
@@ -140,14 +150,15 @@ def do_user_addr_fault(mm: MmStruct, address: int, access: Access) -> FaultOutco
     if access_error(access, vma):
         return FaultOutcome(VmFault.SIGSEGV, SIGSEGV, SEGV_ACCERR, address, "segv-accerr")
     result, kind = handle_mm_fault(mm, vma, address, access)
-    if result & VmFault.SIGBUS:
-        return FaultOutcome(result, SIGBUS, BUS_ADRERR, address, kind)
-    if result & VmFault.SIGSEGV:
-        return FaultOutcome(result, SIGSEGV, SEGV_ACCERR, address, kind)
+    if result:
+        if result & VmFault.SIGBUS:
+            return FaultOutcome(result, SIGBUS, BUS_ADRERR, address, kind)
+        if result & VmFault.SIGSEGV:
+            return FaultOutcome(result, SIGSEGV, SEGV_ACCERR, address, kind)
     return FaultOutcome(result, 0, 0, address, kind)
 
 
-def handle_mm_fault(mm: MmStruct, vma: Vma, address: int, access: Access) -> tuple[VmFault, str]:
+def handle_mm_fault(mm: MmStruct, vma: Vma, address: int, access: int) -> tuple[VmFault, str]:
     """handle_mm_fault(): allocate missing tables, then handle_pte_fault.
 
     Returns the VmFault bits and the kind of fault it was ("anon", "zero",
@@ -162,34 +173,33 @@ def handle_mm_fault(mm: MmStruct, vma: Vma, address: int, access: Access) -> tup
     result, kind = handle_pte_fault(mm, vma, address, pte_addr, access)
     mm.fault_kinds[kind] += 1
     kmem.fault_kinds[kind] += 1
-    if result & VmFault.MAJOR:
+    if result and result & _MAJOR:
         kmem.vm_event["pgmajfault"] += 1
     mm_account_fault(kmem.current, result)
     if kmem.events.active:
-        kmem.events.emit("fault", mm=mm.owner_pid, addr=address, access=access.name or "READ",
-                         kind=kind, result=int(result))
+        kmem.events.emit("fault", mm=mm.owner_pid, addr=address,
+                         access=Access(access).name or "READ", kind=kind, result=int(result))
     return result, kind
 
 
 def mm_account_fault(acct: FaultAccount | None, result: VmFault) -> None:
     """mm_account_fault(): a completed fault is major or minor for the current task."""
-    if result.is_error:
+    if acct is None or (result and result & VM_FAULT_ERROR):
         return
-    if result & VmFault.MAJOR:
-        if acct is not None:
-            acct.maj_flt += 1
-    elif acct is not None:
+    if result and result & _MAJOR:
+        acct.maj_flt += 1
+    else:
         acct.min_flt += 1
 
 
 def handle_pte_fault(mm: MmStruct, vma: Vma, address: int, pte_addr: int,
-                     access: Access) -> tuple[VmFault, str]:
+                     access: int) -> tuple[VmFault, str]:
     """handle_pte_fault(): dispatch on the state of the entry."""
     kmem = mm.kmem
     mode = kmem.mode
     b = mode.bits
     entry = kmem.phys.read_entry(pte_addr, mode.entry_size)
-    write = bool(access & Access.WRITE)
+    write = bool(access & _WRITE)
     if entry == 0:
         if vma.vm_file is None:
             return do_anonymous_page(mm, vma, address, pte_addr, write)
@@ -293,7 +303,7 @@ def do_fault_around(mm: MmStruct, vma: Vma, address: int, pte_addr: int) -> bool
         if index >= file_pages:
             break
         pfn = inode.pages.get(index)
-        if pfn is None or not kmem.mem_map.flags[pfn] & PG.uptodate:
+        if pfn is None or not kmem.mem_map.flags_mv[pfn] & PG.uptodate:
             continue
         slot = table + i * mode.entry_size
         if kmem.phys.read_entry(slot, mode.entry_size):
@@ -365,9 +375,9 @@ def do_wp_page(mm: MmStruct, vma: Vma, address: int, pte_addr: int,
         kmem.phys.write_entry(pte_addr, mode.entry_size, entry | b.write | b.dirty | b.accessed)
         return VmFault.HANDLED, "wp-shared"
     mem_map = kmem.mem_map
-    if not entry & b.special and mem_map.flags[pfn] & PG.anon and (
-            mem_map.flags[pfn] & PG.anon_exclusive or mem_map.refcount[pfn] == 1):
-        mem_map.flags[pfn] |= PG.anon_exclusive
+    if not entry & b.special and mem_map.flags_mv[pfn] & PG.anon and (
+            mem_map.flags_mv[pfn] & PG.anon_exclusive or mem_map.refcount_mv[pfn] == 1):
+        mem_map.flags_mv[pfn] |= PG.anon_exclusive
         kmem.phys.write_entry(pte_addr, mode.entry_size, entry | b.write | b.dirty | b.accessed)
         kmem.vm_event["cow_reuse"] += 1
         return VmFault.HANDLED, "wp-reuse"

@@ -138,8 +138,8 @@ def add_to_page_cache(kmem: Kmem, inode: Inode, index: int, pfn: int) -> None:
     """filemap_add_folio(): the cache takes its reference (the caller's alloc ref)."""
     mm = kmem.mem_map
     mm.mapping[pfn] = inode
-    mm.index[pfn] = index
-    mm.flags[pfn] |= PG.uptodate | PG.lru | (PG.swapbacked if inode.shmem else 0)
+    mm.index_mv[pfn] = index
+    mm.flags_mv[pfn] |= PG.uptodate | PG.lru | (PG.swapbacked if inode.shmem else 0)
     inode.pages[index] = pfn
     kmem.vm_stat["nr_file_pages"] += 1
     if inode.shmem:
@@ -151,10 +151,10 @@ def delete_from_page_cache(kmem: Kmem, inode: Inode, index: int) -> None:
     kmem.vm_stat["nr_file_pages"] -= 1
     if inode.shmem:
         kmem.vm_stat["nr_shmem"] -= 1
-    if kmem.mem_map.flags[pfn] & PG.dirty:
+    if kmem.mem_map.flags_mv[pfn] & PG.dirty:
         kmem.vm_stat["nr_dirty"] -= 1
     kmem.mem_map.mapping[pfn] = None
-    kmem.mem_map.flags[pfn] &= ~(PG.dirty | PG.uptodate | PG.lru)
+    kmem.mem_map.flags_mv[pfn] &= ~(PG.dirty | PG.uptodate | PG.lru)
     kmem.put_page(pfn)
 
 
@@ -199,8 +199,8 @@ def filemap_get_page(kmem: Kmem, inode: Inode, index: int, readahead: bool) -> t
 
 
 def set_page_dirty(kmem: Kmem, pfn: int) -> None:
-    if not kmem.mem_map.flags[pfn] & PG.dirty:
-        kmem.mem_map.flags[pfn] |= PG.dirty
+    if not kmem.mem_map.flags_mv[pfn] & PG.dirty:
+        kmem.mem_map.flags_mv[pfn] |= PG.dirty
         kmem.vm_stat["nr_dirty"] += 1
 
 
@@ -215,12 +215,12 @@ def writeback_range(kmem: Kmem, inode: Inode, start_index: int, end_index: int) 
     written = 0
     for index in sorted(i for i in inode.pages if start_index <= i < end_index):
         pfn = inode.pages[index]
-        if not kmem.mem_map.flags[pfn] & PG.dirty:
+        if not kmem.mem_map.flags_mv[pfn] & PG.dirty:
             continue
         n = min(ps, inode.i_size - index * ps)
         if n > 0:
             inode.backing.pwrite(index * ps, kmem.phys.read(pfn * ps, n))
-        kmem.mem_map.flags[pfn] &= ~PG.dirty
+        kmem.mem_map.flags_mv[pfn] &= ~PG.dirty
         kmem.vm_stat["nr_dirty"] -= 1
         written += 1
     return written
@@ -280,7 +280,7 @@ def drop_page_cache(kmem: Kmem, inode: Inode) -> int:
     for index in list(inode.pages):
         pfn = inode.pages[index]
         mm = kmem.mem_map
-        if mm.mapcount[pfn] or mm.flags[pfn] & PG.dirty or inode.shmem:
+        if mm.mapcount_mv[pfn] or mm.flags_mv[pfn] & PG.dirty or inode.shmem:
             continue
         delete_from_page_cache(kmem, inode, index)
         freed += 1

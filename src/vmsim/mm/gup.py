@@ -35,7 +35,7 @@ def follow_page_ok(mm: MmStruct, addr: int, write: bool) -> bool:
 def faultin_range(mm: MmStruct, vma: Vma, start: int, end: int, write: bool) -> VmFault:
     """__get_user_pages() over one VMA: fault every page not already suitable."""
     ps = mm.kmem.page_size
-    access = Access.WRITE if write else Access.READ
+    access = int(Access.WRITE if write else Access.READ)
     for addr in range(start, end, ps):
         if follow_page_ok(mm, addr, write):
             continue

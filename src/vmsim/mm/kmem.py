@@ -46,12 +46,12 @@ class Kmem:
             raise ValueError(f"Kmem: {memory} bytes is too little RAM (need 16 pages)")
         self.mem_map = MemMap(self.nr_frames)
         # Frame 0 stays reserved, as low memory does on a PC: a pfn of 0 is never valid.
-        self.mem_map.flags[0] = PG.reserved
+        self.mem_map.flags_mv[0] = PG.reserved
         self.buddy = BuddyAllocator(self.mem_map, 1, self.nr_frames)
         zero = self.buddy.alloc_pages(0)
         assert zero is not None
         self.zero_pfn = zero
-        self.mem_map.flags[zero] = PG.reserved | PG.uptodate
+        self.mem_map.flags_mv[zero] = PG.reserved | PG.uptodate
         self.events = events or EventBus()
         self.sysctl = Sysctl()
         self.vm_stat: Counter[str] = Counter()  # gauges: nr_anon_pages, nr_mapped, nr_page_table_pages...
@@ -79,18 +79,18 @@ class Kmem:
         mm = self.mem_map
         if pfn == self.zero_pfn:
             return
-        count = int(mm.refcount[pfn]) - 1
+        count = int(mm.refcount_mv[pfn]) - 1
         if count < 0:
             raise AssertionError(f"put_page: pfn {pfn:#x} refcount underflow")
         if count == 0:
-            mm.flags[pfn] = 0
+            mm.flags_mv[pfn] = 0
             self.buddy.free_pages(pfn, 0)
             self.vm_event["pgfree"] += 1
             if self.events.active:
                 self.events.emit("free", pfn=pfn)
         else:
-            mm.refcount[pfn] = count
+            mm.refcount_mv[pfn] = count
 
     def get_page(self, pfn: int) -> None:
         if pfn != self.zero_pfn:
-            self.mem_map.refcount[pfn] += 1
+            self.mem_map.refcount_mv[pfn] += 1

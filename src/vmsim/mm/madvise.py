@@ -69,9 +69,9 @@ def madvise_free_pte_range(mm: MmStruct, start: int, end: int) -> None:
         if entry & b.special:
             continue
         pfn = mode.entry_pfn(entry)
-        if kmem.mem_map.mapcount[pfn] != 1:
+        if kmem.mem_map.mapcount_mv[pfn] != 1:
             continue
-        kmem.mem_map.flags[pfn] &= ~(PG.dirty | PG.swapbacked | PG.referenced)
+        kmem.mem_map.flags_mv[pfn] &= ~(PG.dirty | PG.swapbacked | PG.referenced)
         slot = pte_offset(kmem, mm.pgd, addr)
         kmem.phys.write_entry(slot, mode.entry_size, entry & ~(b.dirty | b.accessed))
 

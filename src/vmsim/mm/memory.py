@@ -66,7 +66,7 @@ def zap_pte_range(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
             if shared_file and entry & b.dirty:
                 filemap.set_page_dirty(kmem, pfn)
             if entry & b.accessed:
-                mem_map.flags[pfn] |= PG.referenced
+                mem_map.flags_mv[pfn] |= PG.referenced
             mm.rss_stat[mm_counter(kmem, pfn)] -= 1
             page_remove_rmap(kmem, pfn)
             kmem.put_page(pfn)

@@ -11,15 +11,17 @@ Deliberate difference: `mapcount` counts mappings from 0 (the kernel's
 
 from __future__ import annotations
 
-import enum
-
 import numpy as np
 
 MAX_ORDER = 10  # orders 0..MAX_ORDER inclusive (the kernel's MAX_PAGE_ORDER)
 
 
-class PG(enum.IntFlag):
-    """Page flags (include/linux/page-flags.h) that vmsim maintains."""
+class PG:
+    """Page flags (include/linux/page-flags.h) that vmsim maintains.
+
+    Plain int bits rather than an enum.IntFlag: they are combined on the
+    fault path, where enum arithmetic would cost more than the fault.
+    """
 
     locked = 1 << 0
     referenced = 1 << 1
@@ -37,29 +39,46 @@ class PG(enum.IntFlag):
     head = 1 << 13
     anon_exclusive = 1 << 14  # PageAnonExclusive: only this mm maps the anonymous page
 
+    @classmethod
+    def names(cls, flags: int) -> list[str]:
+        """The names of the bits set in `flags`, lowest first."""
+        bits = [(v, k) for k, v in vars(cls).items() if isinstance(v, int) and not k.startswith("_")]
+        return [name for value, name in sorted(bits) if flags & value]
+
 
 class MemMap:
-    """mem_map: a struct page per frame, stored column-wise."""
+    """mem_map: a struct page per frame, stored column-wise.
+
+    Each counter column is one buffer seen two ways: a numpy array
+    (`refcount`, ...) for whole-table operations such as fork, and a
+    memoryview (`refcount_mv`, ...) whose item access returns plain Python
+    ints, for the per-page fault path where numpy scalars would be slow.
+    """
 
     def __init__(self, nr_frames: int) -> None:
         self.nr_frames = nr_frames
-        self.refcount = np.zeros(nr_frames, dtype=np.int32)
-        self.mapcount = np.zeros(nr_frames, dtype=np.int32)
-        self.flags = np.zeros(nr_frames, dtype=np.uint32)
-        self.index = np.zeros(nr_frames, dtype=np.int64)
+        self.refcount, self.refcount_mv = _column(nr_frames, np.int32, "i")
+        self.mapcount, self.mapcount_mv = _column(nr_frames, np.int32, "i")
+        self.flags, self.flags_mv = _column(nr_frames, np.uint32, "I")
+        self.index, self.index_mv = _column(nr_frames, np.int64, "q")
         self.mapping: list[object | None] = [None] * nr_frames
 
     def page(self, pfn: int) -> Page:
         return Page(self, pfn)
 
     def set_flags(self, pfn: int, flags: int) -> None:
-        self.flags[pfn] |= flags
+        self.flags_mv[pfn] |= flags
 
     def clear_flags(self, pfn: int, flags: int) -> None:
-        self.flags[pfn] &= ~np.uint32(flags)
+        self.flags_mv[pfn] &= ~np.uint32(flags)
 
     def test_flags(self, pfn: int, flags: int) -> bool:
-        return bool(self.flags[pfn] & flags)
+        return bool(self.flags_mv[pfn] & flags)
+
+
+def _column(n: int, dtype: type, code: str) -> tuple[np.ndarray, memoryview]:
+    buf = bytearray(n * np.dtype(dtype).itemsize)
+    return np.frombuffer(buf, dtype=dtype), memoryview(buf).cast(code)
 
 
 class Page:
@@ -73,15 +92,15 @@ class Page:
 
     @property
     def refcount(self) -> int:
-        return int(self.mem_map.refcount[self.pfn])
+        return int(self.mem_map.refcount_mv[self.pfn])
 
     @property
     def mapcount(self) -> int:
-        return int(self.mem_map.mapcount[self.pfn])
+        return int(self.mem_map.mapcount_mv[self.pfn])
 
     @property
-    def flags(self) -> PG:
-        return PG(int(self.mem_map.flags[self.pfn]))
+    def flags(self) -> int:
+        return int(self.mem_map.flags_mv[self.pfn])
 
     @property
     def mapping(self) -> object | None:
@@ -89,11 +108,11 @@ class Page:
 
     @property
     def index(self) -> int:
-        return int(self.mem_map.index[self.pfn])
+        return int(self.mem_map.index_mv[self.pfn])
 
     def __repr__(self) -> str:
         return (f"Page(pfn={self.pfn:#x}, refcount={self.refcount}, mapcount={self.mapcount}, "
-                f"flags={self.flags!r}, index={self.index})")
+                f"flags={'|'.join(PG.names(self.flags))}, index={self.index})")
 
 
 class BuddyAllocator:
@@ -109,7 +128,7 @@ class BuddyAllocator:
     def __init__(self, mem_map: MemMap, first_pfn: int, end_pfn: int) -> None:
         self.mem_map = mem_map
         self.free_area: list[dict[int, None]] = [{} for _ in range(MAX_ORDER + 1)]
-        self.free_order = np.full(mem_map.nr_frames, -1, dtype=np.int8)
+        self.free_order = memoryview(bytearray(b"\xff" * mem_map.nr_frames)).cast("b")
         self.managed_pages = end_pfn - first_pfn
         self.nr_free = 0
         pfn = first_pfn
@@ -123,13 +142,13 @@ class BuddyAllocator:
     def _add(self, pfn: int, order: int) -> None:
         self.free_area[order][pfn] = None
         self.free_order[pfn] = order
-        self.mem_map.flags[pfn] = PG.buddy
+        self.mem_map.flags_mv[pfn] = PG.buddy
         self.nr_free += 1 << order
 
     def _take(self, pfn: int, order: int) -> None:
         del self.free_area[order][pfn]
         self.free_order[pfn] = -1
-        self.mem_map.flags[pfn] = 0
+        self.mem_map.flags_mv[pfn] = 0
         self.nr_free -= 1 << order
 
     def nr_free_per_order(self) -> list[int]:
@@ -145,26 +164,26 @@ class BuddyAllocator:
             return None
         pfn, _ = self.free_area[current].popitem()
         self.free_order[pfn] = -1
-        self.mem_map.flags[pfn] = 0
+        self.mem_map.flags_mv[pfn] = 0
         self.nr_free -= 1 << current
         while current > order:  # expand(): give back the upper halves
             current -= 1
             self._add(pfn + (1 << current), current)
         mm = self.mem_map
-        mm.refcount[pfn] = 1
-        mm.mapcount[pfn] = 0
-        mm.index[pfn] = 0
+        mm.refcount_mv[pfn] = 1
+        mm.mapcount_mv[pfn] = 0
+        mm.index_mv[pfn] = 0
         mm.mapping[pfn] = None
         return pfn
 
     def free_pages(self, pfn: int, order: int = 0) -> None:
         """__free_pages: return a block; merge with free buddies."""
         mm = self.mem_map
-        if mm.flags[pfn] & PG.buddy:
+        if mm.flags_mv[pfn] & PG.buddy:
             raise AssertionError(f"free_pages: double free of pfn {pfn:#x}")
-        if mm.mapcount[pfn]:
-            raise AssertionError(f"free_pages: pfn {pfn:#x} is still mapped {mm.mapcount[pfn]} times")
-        mm.refcount[pfn] = 0
+        if mm.mapcount_mv[pfn]:
+            raise AssertionError(f"free_pages: pfn {pfn:#x} is still mapped {mm.mapcount_mv[pfn]} times")
+        mm.refcount_mv[pfn] = 0
         mm.mapping[pfn] = None
         while order < MAX_ORDER:
             buddy = pfn ^ (1 << order)

@@ -32,7 +32,7 @@ def _alloc_table(kmem: Kmem, mm: MmStruct | None, level: int) -> int | None:
     if pfn is None:
         return None
     kmem.phys.zero_frame(pfn)
-    kmem.mem_map.flags[pfn] = PG.pgtable
+    kmem.mem_map.flags_mv[pfn] = PG.pgtable
     if mm is not None:
         mm.pgtables_bytes += kmem.mode.table_sizes[level]
     kmem.vm_stat["nr_page_table_pages"] += 1
@@ -40,7 +40,7 @@ def _alloc_table(kmem: Kmem, mm: MmStruct | None, level: int) -> int | None:
 
 
 def _free_table(kmem: Kmem, mm: MmStruct | None, pfn: int, level: int) -> None:
-    kmem.mem_map.flags[pfn] = 0
+    kmem.mem_map.flags_mv[pfn] = 0
     kmem.buddy.free_pages(pfn, 0)
     if mm is not None:
         mm.pgtables_bytes -= kmem.mode.table_sizes[level]
@@ -58,42 +58,42 @@ def pte_offset(kmem: Kmem, root: int, va: int) -> int:
 
     Also -1 when a higher level holds a large-page leaf.
     """
-    mode = kmem.mode
-    q = kmem.phys.q
+    (es, present, _rw, _us, _nx, huge, _a, _d, steps, last, pfn_mask, pfn_shift, page_shift,
+     _ps) = kmem.mode.walk_consts
+    read = kmem.phys.read_entry
     table = root
-    last = len(mode.levels) - 1
-    present = mode.bits.present
-    huge = mode.bits.huge
-    es = mode.entry_size
-    for lvl in range(last):
-        addr = table + ((va >> mode.shifts[lvl]) & (mode.ptrs_per[lvl] - 1)) * es
-        entry = q[addr >> 3] if es == 8 else kmem.phys.l[addr >> 2]
-        if not entry & present or (huge and entry & huge and mode.levels[lvl].leaf_ok):
+    for shift, mask, leaf_ok in steps[:last]:
+        entry = read(table + ((va >> shift) & mask) * es, es)
+        if not entry & present or (leaf_ok and entry & huge):
             return -1
-        table = mode.entry_phys(entry)
-    return table + ((va >> mode.shifts[last]) & (mode.ptrs_per[last] - 1)) * es
+        table = (entry & pfn_mask) >> pfn_shift << page_shift
+    shift, mask, _ = steps[last]
+    return table + ((va >> shift) & mask) * es
 
 
 def pte_alloc(kmem: Kmem, mm: MmStruct, va: int) -> int:
     """__pte_alloc and friends: the entry address for va, allocating missing tables; -1 on OOM."""
     mode = kmem.mode
+    (es, present, _rw, _us, _nx, huge, _a, _d, steps, last, pfn_mask, pfn_shift, page_shift,
+     _ps) = mode.walk_consts
     phys = kmem.phys
-    es = mode.entry_size
+    read = phys.read_entry
     table = mm.pgd
-    last = len(mode.levels) - 1
     for lvl in range(last):
-        addr = table + ((va >> mode.shifts[lvl]) & (mode.ptrs_per[lvl] - 1)) * es
-        entry = phys.read_entry(addr, es)
-        if not entry & mode.bits.present:
+        shift, mask, leaf_ok = steps[lvl]
+        addr = table + ((va >> shift) & mask) * es
+        entry = read(addr, es)
+        if not entry & present:
             pfn = _alloc_table(kmem, mm, lvl + 1)
             if pfn is None:
                 return -1
             entry = mode.make_entry(pfn, mode.table_flags)
             phys.write_entry(addr, es, entry)
-        elif mode.levels[lvl].leaf_ok and entry & mode.bits.huge:
+        elif leaf_ok and entry & huge:
             raise AssertionError(f"pte_alloc: {va:#x} is inside a large-page leaf")
-        table = mode.entry_phys(entry)
-    return table + ((va >> mode.shifts[last]) & (mode.ptrs_per[last] - 1)) * es
+        table = (entry & pfn_mask) >> pfn_shift << page_shift
+    shift, mask, _ = steps[last]
+    return table + ((va >> shift) & mask) * es
 
 
 def pte_tables(kmem: Kmem, root: int, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:

@@ -35,7 +35,10 @@ class PhysMem:
             raise ValueError(f"PhysMem: size {size} is not a positive multiple of {page_size}")
         self.size = size
         self.page_size = page_size
-        self.buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        # MAP_POPULATE: the host backs all of RAM up front, so a simulated page fault
+        # never pays for a host page fault on first touch of its frame.
+        self.buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+                             | getattr(mmap, "MAP_POPULATE", 0))
         self.mv = memoryview(self.buf)
         self.q = self.mv.cast("Q")
         self.l = self.mv.cast("I")
@@ -50,7 +53,9 @@ class PhysMem:
 
     def read_entry(self, phys: int, size: int) -> int:
         """A page-table entry of `size` (4 or 8) bytes at `phys`, little-endian."""
-        return self.q[phys >> 3] if size == 8 else self.l[phys >> 2]
+        if size == 8:
+            return self.q[phys >> 3]
+        return self.l[phys >> 2]
 
     def write_entry(self, phys: int, size: int, value: int) -> None:
         if size == 8:

@@ -56,30 +56,30 @@ def anon_vma_prepare(mm: MmStruct, vma: Vma) -> None:
 def page_add_new_anon_rmap(kmem: Kmem, pfn: int, vma: Vma, addr: int) -> None:
     """folio_add_new_anon_rmap(): a fresh anonymous page gets its first mapping."""
     mm = kmem.mem_map
-    mm.flags[pfn] |= PG.anon | PG.swapbacked | PG.lru | PG.anon_exclusive
+    mm.flags_mv[pfn] |= PG.anon | PG.swapbacked | PG.lru | PG.anon_exclusive
     mm.mapping[pfn] = vma.anon_vma
-    mm.index[pfn] = vma.linear_page_index(addr, kmem.page_shift)
-    mm.mapcount[pfn] = 1
+    mm.index_mv[pfn] = vma.linear_page_index(addr, kmem.page_shift)
+    mm.mapcount_mv[pfn] = 1
     kmem.vm_stat["nr_anon_pages"] += 1
 
 
 def page_add_rmap(kmem: Kmem, pfn: int) -> None:
     """page_add_{anon,file}_rmap(): one more mapping of an existing page."""
     mm = kmem.mem_map
-    mm.mapcount[pfn] += 1
-    if mm.mapcount[pfn] == 1 and not mm.flags[pfn] & PG.anon:
+    mm.mapcount_mv[pfn] += 1
+    if mm.mapcount_mv[pfn] == 1 and not mm.flags_mv[pfn] & PG.anon:
         kmem.vm_stat["nr_mapped"] += 1
 
 
 def page_remove_rmap(kmem: Kmem, pfn: int) -> None:
     """folio_remove_rmap_pte(): one mapping fewer; the last one updates the gauges."""
     mm = kmem.mem_map
-    count = int(mm.mapcount[pfn]) - 1
+    count = int(mm.mapcount_mv[pfn]) - 1
     if count < 0:
         raise AssertionError(f"page_remove_rmap: pfn {pfn:#x} mapcount underflow")
-    mm.mapcount[pfn] = count
+    mm.mapcount_mv[pfn] = count
     if count == 0:
-        if mm.flags[pfn] & PG.anon:
+        if mm.flags_mv[pfn] & PG.anon:
             kmem.vm_stat["nr_anon_pages"] -= 1
         else:
             kmem.vm_stat["nr_mapped"] -= 1
@@ -87,7 +87,7 @@ def page_remove_rmap(kmem: Kmem, pfn: int) -> None:
 
 def mm_counter(kmem: Kmem, pfn: int) -> int:
     """mm_counter(): which RSS counter a page is charged to."""
-    flags = kmem.mem_map.flags[pfn]
+    flags = kmem.mem_map.flags_mv[pfn]
     if flags & PG.anon:
         return MM_ANONPAGES
     if flags & PG.swapbacked:
