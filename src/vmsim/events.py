@@ -43,7 +43,7 @@ class EventBus:
 
         return remove
 
-    def emit(self, kind: str, **fields: Any) -> None:
+    def emit(self, kind: str, /, **fields: Any) -> None:
         self._seq += 1
         event = Event(self._seq, kind, fields)
         for fn in list(self.listeners):

@@ -178,7 +178,7 @@ def handle_mm_fault(mm: MmStruct, vma: Vma, address: int, access: int) -> tuple[
     mm_account_fault(kmem.current, result)
     if kmem.events.active:
         kmem.events.emit("fault", mm=mm.owner_pid, addr=address,
-                         access=Access(access).name or "READ", kind=kind, result=int(result))
+                         access=Access(access).name or "READ", fault=kind, result=int(result))
     return result, kind
 
 
