@@ -66,7 +66,10 @@
  *       file cannot be read.
  *   faults                                faults MINOR MAJOR
  *       deltas of getrusage(RUSAGE_SELF) ru_minflt/ru_majflt since the
- *       previous "faults" (or the start of the script / of the child).  All
+ *       previous "faults", or since the start of the script, or since the
+ *       last fork: at a fork both the child (at its start) and the parent
+ *       (once the child has exited) re-prefault the harness and take a new
+ *       baseline, since fork write-protects the harness's own pages.  All
  *       harness memory is pre-faulted (see prefault_*) so that, as far as
  *       possible, the deltas count only the script's own operations.
  *   fork                                  (no line) the child runs the

@@ -16,16 +16,14 @@ empty spot well inside the 64 MiB region.
 from __future__ import annotations
 
 import errno
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from host.hostref import Abs, Script, host_supported  # noqa: E402
-from host.vmsimref import FileSet, compare_with_host  # noqa: E402
+from ..host.hostref import Abs, Script, host_supported
+from ..host.vmsimref import FileSet, compare_with_host
 
 pytestmark = pytest.mark.skipif(not host_supported(), reason="needs a Linux x86-64 host")
 
@@ -155,7 +153,11 @@ CASES: list[Case] = [
         ret("EOPNOTSUPP"),
     ),
     Case("mmap-prot-unknown-bit-ignored", lambda s, f: s.mmap(A, P, 0x10, PAF), at(A)),
-    Case("mmap-no-fd-without-anon", lambda s, f: s.mmap(A, P, RW, "MAP_PRIVATE|MAP_FIXED"), ret("EBADF")),
+    Case(
+        "mmap-no-fd-without-anon",
+        lambda s, f: s.mmap(A, P, RW, "MAP_PRIVATE|MAP_FIXED"),
+        ret("EBADF"),
+    ),
     Case(
         "mmap-bad-fd",
         lambda s, f: s.mmap(A, P, "PROT_READ", "MAP_PRIVATE|MAP_FIXED", 99, 0),
@@ -163,9 +165,11 @@ CASES: list[Case] = [
     ),
     Case(
         "mmap-closed-fd",
-        lambda s, f: s.open(f.path("data.bin"), "O_RDONLY")
-        .close(3)
-        .mmap(A, P, "PROT_READ", "MAP_PRIVATE|MAP_FIXED", 3, 0),
+        lambda s, f: (
+            s.open(f.path("data.bin"), "O_RDONLY")
+            .close(3)
+            .mmap(A, P, "PROT_READ", "MAP_PRIVATE|MAP_FIXED", 3, 0)
+        ),
         ret("EBADF"),
     ),
     Case(
@@ -174,7 +178,9 @@ CASES: list[Case] = [
         ret("ENOMEM"),
     ),
     Case("mmap-len-task-size", lambda s, f: s.mmap(None, 1 << 47, RW, PA), ret("ENOMEM")),
-    Case("mmap-fixed-above-task-size", lambda s, f: s.mmap(Abs(1 << 47), P, RW, PAF), ret("ENOMEM")),
+    Case(
+        "mmap-fixed-above-task-size", lambda s, f: s.mmap(Abs(1 << 47), P, RW, PAF), ret("ENOMEM")
+    ),
     Case(
         "mmap-fixed-crossing-task-size",
         lambda s, f: s.mmap(Abs(TASK_SIZE - P), 2 * P, RW, PAF),
@@ -187,12 +193,16 @@ CASES: list[Case] = [
     ),
     Case(
         "mmap-noreplace-overlap-start",
-        lambda s, f: anon(s).mmap(A - P, 2 * P, RW, "MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE"),
+        lambda s, f: anon(s).mmap(
+            A - P, 2 * P, RW, "MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE"
+        ),
         ret("EEXIST"),
     ),
     Case(
         "mmap-noreplace-free-ok",
-        lambda s, f: anon(s).mmap(A + 4 * P, P, RW, "MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE"),
+        lambda s, f: anon(s).mmap(
+            A + 4 * P, P, RW, "MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE"
+        ),
         at(A + 4 * P),
     ),
     Case(
@@ -288,9 +298,11 @@ CASES: list[Case] = [
     ),
     Case(
         "mmap-locked-over-rlimit",
-        lambda s, f: s.add("capdrop", CAP_IPC_LOCK)
-        .add("setrlimit", RLIMIT_MEMLOCK, P, P)
-        .mmap(A, 4 * P, RW, "MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED|MAP_LOCKED"),
+        lambda s, f: (
+            s.add("capdrop", CAP_IPC_LOCK)
+            .add("setrlimit", RLIMIT_MEMLOCK, P, P)
+            .mmap(A, 4 * P, RW, "MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED|MAP_LOCKED")
+        ),
         ret("EAGAIN"),
     ),
     # ---------------------------------------------------------------- munmap
@@ -312,7 +324,11 @@ CASES: list[Case] = [
         "end",
     ),
     Case("mprotect-len-huge", lambda s, f: anon(s).mprotect(A, -P, "PROT_READ"), ret("ENOMEM")),
-    Case("mprotect-above-task-size", lambda s, f: s.mprotect(Abs(1 << 47), P, "PROT_READ"), ret("ENOMEM")),
+    Case(
+        "mprotect-above-task-size",
+        lambda s, f: s.mprotect(Abs(1 << 47), P, "PROT_READ"),
+        ret("ENOMEM"),
+    ),
     Case("mprotect-unknown-bit", lambda s, f: anon(s).mprotect(A, P, 0x10), ret("EINVAL")),
     Case("mprotect-prot-sem-ok", lambda s, f: anon(s).mprotect(A, P, "PROT_READ|PROT_SEM"), OK),
     Case(
@@ -345,8 +361,14 @@ CASES: list[Case] = [
         OK,
     ),
     # ---------------------------------------------------------------- mremap
-    Case("mremap-unaligned", lambda s, f: anon(s).mremap(A + 1, P, 2 * P, "MREMAP_MAYMOVE"), ret("EINVAL")),
-    Case("mremap-new-len-zero", lambda s, f: anon(s).mremap(A, P, 0, "MREMAP_MAYMOVE"), ret("EINVAL")),
+    Case(
+        "mremap-unaligned",
+        lambda s, f: anon(s).mremap(A + 1, P, 2 * P, "MREMAP_MAYMOVE"),
+        ret("EINVAL"),
+    ),
+    Case(
+        "mremap-new-len-zero", lambda s, f: anon(s).mremap(A, P, 0, "MREMAP_MAYMOVE"), ret("EINVAL")
+    ),
     Case("mremap-unknown-flag", lambda s, f: anon(s).mremap(A, P, 2 * P, 8), ret("EINVAL")),
     Case(
         "mremap-fixed-without-maymove",
@@ -381,8 +403,10 @@ CASES: list[Case] = [
     Case("mremap-unmapped", lambda s, f: s.mremap(A, P, 2 * P, "MREMAP_MAYMOVE"), ret("EFAULT")),
     Case(
         "mremap-spans-two-vmas",
-        lambda s, f: anon(s, pages=1).mmap(A + P, P, "PROT_READ", PAF).mremap(
-            A, 2 * P, 3 * P, "MREMAP_MAYMOVE"
+        lambda s, f: (
+            anon(s, pages=1)
+            .mmap(A + P, P, "PROT_READ", PAF)
+            .mremap(A, 2 * P, 3 * P, "MREMAP_MAYMOVE")
         ),
         ret("EFAULT"),
     ),
@@ -425,7 +449,11 @@ CASES: list[Case] = [
     Case("madvise-len-zero-ok", lambda s, f: s.madvise(A, 0, "MADV_NORMAL"), OK),
     Case("madvise-unmapped", lambda s, f: s.madvise(A, P, "MADV_DONTNEED"), ret("ENOMEM")),
     Case("madvise-hole", lambda s, f: hole(s).madvise(A, 3 * P, "MADV_DONTNEED"), ret("ENOMEM")),
-    Case("madvise-hole-willneed", lambda s, f: hole(s).madvise(A, 3 * P, "MADV_WILLNEED"), ret("ENOMEM")),
+    Case(
+        "madvise-hole-willneed",
+        lambda s, f: hole(s).madvise(A, 3 * P, "MADV_WILLNEED"),
+        ret("ENOMEM"),
+    ),
     Case(
         "madvise-dontneed-locked",
         lambda s, f: anon(s).mlock(A, P).madvise(A, P, "MADV_DONTNEED"),
@@ -436,15 +464,29 @@ CASES: list[Case] = [
         lambda s, f: anon(s).mlock(A, P).madvise(A, P, "MADV_DONTNEED_LOCKED"),
         OK,
     ),
-    Case("madvise-free-locked", lambda s, f: anon(s).mlock(A, P).madvise(A, P, "MADV_FREE"), ret("EINVAL")),
-    Case("madvise-free-shared", lambda s, f: shared_anon(s).madvise(A, P, "MADV_FREE"), ret("EINVAL")),
     Case(
-        "madvise-free-file-private",
-        lambda s, f: file_map(s, f, "O_RDONLY", RW, "MAP_PRIVATE|MAP_FIXED").madvise(A, P, "MADV_FREE"),
+        "madvise-free-locked",
+        lambda s, f: anon(s).mlock(A, P).madvise(A, P, "MADV_FREE"),
         ret("EINVAL"),
     ),
-    Case("madvise-remove-private", lambda s, f: anon(s).madvise(A, P, "MADV_REMOVE"), ret("EINVAL")),
-    Case("madvise-remove-shared-anon-ok", lambda s, f: shared_anon(s).madvise(A, P, "MADV_REMOVE"), OK),
+    Case(
+        "madvise-free-shared", lambda s, f: shared_anon(s).madvise(A, P, "MADV_FREE"), ret("EINVAL")
+    ),
+    Case(
+        "madvise-free-file-private",
+        lambda s, f: file_map(s, f, "O_RDONLY", RW, "MAP_PRIVATE|MAP_FIXED").madvise(
+            A, P, "MADV_FREE"
+        ),
+        ret("EINVAL"),
+    ),
+    Case(
+        "madvise-remove-private", lambda s, f: anon(s).madvise(A, P, "MADV_REMOVE"), ret("EINVAL")
+    ),
+    Case(
+        "madvise-remove-shared-anon-ok",
+        lambda s, f: shared_anon(s).madvise(A, P, "MADV_REMOVE"),
+        OK,
+    ),
     Case(
         "madvise-wipeonfork-shared",
         lambda s, f: shared_anon(s).madvise(A, P, "MADV_WIPEONFORK"),
@@ -477,7 +519,11 @@ CASES: list[Case] = [
         lambda s, f: anon(s).madvise(A, 2 * P, "MADV_POPULATE_WRITE").mincore(A, 4 * P),
         "ret 0 1100",
     ),
-    Case("madvise-collapse-thp-disabled", lambda s, f: anon(s).madvise(A, P, "MADV_COLLAPSE"), ret("EINVAL")),
+    Case(
+        "madvise-collapse-thp-disabled",
+        lambda s, f: anon(s).madvise(A, P, "MADV_COLLAPSE"),
+        ret("EINVAL"),
+    ),
     Case(
         "madvise-guard-install-locked",
         lambda s, f: anon(s).mlock(A, P).madvise(A, P, "MADV_GUARD_INSTALL"),
@@ -490,13 +536,15 @@ CASES: list[Case] = [
     ),
     Case(
         "madvise-dontfork-child-faults",
-        lambda s, f: anon(s)
-        .touch(A, "w")
-        .madvise(A, P, "MADV_DONTFORK")
-        .fork()
-        .touch(A, "r")
-        .endchild()
-        .touch(A, "r"),
+        lambda s, f: (
+            anon(s)
+            .touch(A, "w")
+            .madvise(A, P, "MADV_DONTFORK")
+            .fork()
+            .touch(A, "r")
+            .endchild()
+            .touch(A, "r")
+        ),
         "ok",
     ),
     # ----------------------------------------------------------------- mlock
@@ -508,15 +556,19 @@ CASES: list[Case] = [
     Case("mlock-prot-none", lambda s, f: anon(s, prot="PROT_NONE").mlock(A, P), ret("ENOMEM")),
     Case(
         "mlock-over-rlimit",
-        lambda s, f: anon(s)
-        .add("capdrop", CAP_IPC_LOCK)
-        .add("setrlimit", RLIMIT_MEMLOCK, P, P)
-        .mlock(A, 2 * P),
+        lambda s, f: (
+            anon(s)
+            .add("capdrop", CAP_IPC_LOCK)
+            .add("setrlimit", RLIMIT_MEMLOCK, P, P)
+            .mlock(A, 2 * P)
+        ),
         ret("ENOMEM"),
     ),
     Case(
         "mlock-rlimit-zero",
-        lambda s, f: anon(s).add("capdrop", CAP_IPC_LOCK).add("setrlimit", RLIMIT_MEMLOCK, 0, 0).mlock(A, P),
+        lambda s, f: (
+            anon(s).add("capdrop", CAP_IPC_LOCK).add("setrlimit", RLIMIT_MEMLOCK, 0, 0).mlock(A, P)
+        ),
         ret("EPERM"),
     ),
     Case("mlock2-unknown-flag", lambda s, f: anon(s).mlock2(A, P, 2), ret("EINVAL")),
@@ -530,16 +582,20 @@ CASES: list[Case] = [
     Case("mlockall-future-ok", lambda s, f: s.mlockall("MCL_FUTURE").munlockall(), OK),
     Case(
         "mlockall-future-then-mmap-over-rlimit",
-        lambda s, f: s.add("capdrop", CAP_IPC_LOCK)
-        .mlockall("MCL_FUTURE")
-        .add("setrlimit", RLIMIT_MEMLOCK, 0, 0)
-        .mmap(A, P, RW, PAF),
+        lambda s, f: (
+            s.add("capdrop", CAP_IPC_LOCK)
+            .mlockall("MCL_FUTURE")
+            .add("setrlimit", RLIMIT_MEMLOCK, 0, 0)
+            .mmap(A, P, RW, PAF)
+        ),
         ret("EAGAIN"),
     ),
     # ----------------------------------------------------------------- msync
     Case("msync-unaligned", lambda s, f: anon(s).msync(A + 1, P, "MS_SYNC"), ret("EINVAL")),
     Case("msync-unknown-flag", lambda s, f: anon(s).msync(A, P, 8), ret("EINVAL")),
-    Case("msync-sync-and-async", lambda s, f: anon(s).msync(A, P, "MS_SYNC|MS_ASYNC"), ret("EINVAL")),
+    Case(
+        "msync-sync-and-async", lambda s, f: anon(s).msync(A, P, "MS_SYNC|MS_ASYNC"), ret("EINVAL")
+    ),
     Case("msync-unmapped", lambda s, f: s.msync(A, P, "MS_SYNC"), ret("ENOMEM")),
     Case("msync-hole", lambda s, f: hole(s).msync(A, 3 * P, "MS_SYNC"), ret("ENOMEM")),
     Case("msync-len-zero-ok", lambda s, f: s.msync(A, 0, "MS_SYNC"), OK),
@@ -552,10 +608,12 @@ CASES: list[Case] = [
     ),
     Case(
         "msync-shared-file-ok",
-        lambda s, f: file_map(s, f, "O_RDWR", RW, "MAP_SHARED|MAP_FIXED")
-        .write_at(A, b"\xee")
-        .msync(A, P, "MS_SYNC")
-        .pread(3, 0, 2),
+        lambda s, f: (
+            file_map(s, f, "O_RDWR", RW, "MAP_SHARED|MAP_FIXED")
+            .write_at(A, b"\xee")
+            .msync(A, P, "MS_SYNC")
+            .pread(3, 0, 2)
+        ),
         "data ee01",
     ),
     # --------------------------------------------------------------- mincore
@@ -567,10 +625,12 @@ CASES: list[Case] = [
     Case("mincore-above-task-size", lambda s, f: s.mincore(Abs(1 << 47), P), ret("ENOMEM")),
     Case(
         "mincore-file-page-cache",
-        lambda s, f: s.open(f.path("new.bin"), "O_RDWR|O_CREAT|O_TRUNC")
-        .pwrite(3, 0, b"\x01" * (2 * P + 1))
-        .mmap(A, 4 * P, "PROT_READ", "MAP_SHARED|MAP_FIXED", 3, 0)
-        .mincore(A, 4 * P),
+        lambda s, f: (
+            s.open(f.path("new.bin"), "O_RDWR|O_CREAT|O_TRUNC")
+            .pwrite(3, 0, b"\x01" * (2 * P + 1))
+            .mmap(A, 4 * P, "PROT_READ", "MAP_SHARED|MAP_FIXED", 3, 0)
+            .mincore(A, 4 * P)
+        ),
         "ret 0 1110",
     ),
 ]
@@ -584,9 +644,7 @@ def test_case_ids_unique() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_errno_matches_host(case: Case, tmp_path: Path) -> None:
-    host, sim = compare_with_host(
-        lambda s, files: case.build(s, files), tmp_path, FILES, dirs=DIRS
-    )
+    host, sim = compare_with_host(lambda s, files: case.build(s, files), tmp_path, FILES, dirs=DIRS)
     assert host.lines, "the host printed nothing"
     assert host.lines[-1] == case.expect, f"host kernel: {host.lines}"
     assert sim == host.lines

@@ -31,12 +31,14 @@ from vmsim.mm.vma import (
     VM_MAYREAD,
     VM_MAYSHARE,
     VM_MAYWRITE,
+    VM_NOHUGEPAGE,
     VM_NORESERVE,
     VM_READ,
     VM_SHARED,
     VM_SOFTDIRTY,
     VM_SPECIAL,
     VM_STACK,
+    VM_SYNC,
     VM_WRITE,
     Vma,
 )
@@ -438,20 +440,36 @@ def calc_vm_prot_bits(prot: int) -> int:
 
 
 def calc_vm_flag_bits(flags: int) -> int:
-    return (VM_GROWSDOWN if flags & m.MAP_GROWSDOWN else 0) | (
-        VM_LOCKED if flags & m.MAP_LOCKED else 0)
+    """calc_vm_flag_bits() (include/linux/mman.h); MAP_STACK means "no huge pages" (THP)."""
+    return ((VM_GROWSDOWN if flags & m.MAP_GROWSDOWN else 0) | (VM_LOCKED if flags & m.MAP_LOCKED else 0)
+            | (VM_SYNC if flags & m.MAP_SYNC else 0) | (VM_NOHUGEPAGE if flags & m.MAP_STACK else 0))
+
+
+MAX_LFS_FILESIZE = (1 << 63) - 1
+
+
+def file_mmap_ok(mm: MmStruct, pgoff: int, length: int) -> bool:
+    """file_mmap_ok(): offset and length stay within MAX_LFS_FILESIZE (a regular file)."""
+    if length > MAX_LFS_FILESIZE:
+        return False
+    return pgoff <= (MAX_LFS_FILESIZE - length) >> mm.kmem.page_shift
 
 
 def do_mmap(mm: MmStruct, file: File | None, addr: int, length: int, prot: int, flags: int,
             pgoff: int) -> tuple[int, int]:
-    """do_mmap(): checks, area choice, flags; then mmap_region. Returns (addr or -errno, populate len)."""
+    """do_mmap(): checks in Linux's order, area choice, flags; then mmap_region.
+
+    Returns (address or -errno, number of bytes to populate afterwards).
+    """
     shift = mm.kmem.page_shift
     if length == 0:
         return -m.EINVAL, 0
+    if flags & m.MAP_FIXED_NOREPLACE:
+        flags |= m.MAP_FIXED
     if not flags & m.MAP_FIXED and addr and addr < mm.kmem.sysctl.mmap_min_addr:
         addr = page_align(mm, mm.kmem.sysctl.mmap_min_addr)  # round_hint_to_min()
     length = page_align(mm, length)
-    if length == 0 or length > 1 << 64:
+    if length == 0 or length >= 1 << 64:
         return -m.ENOMEM, 0
     if pgoff + (length >> shift) >= 1 << 64:
         return -m.EOVERFLOW, 0
@@ -459,12 +477,23 @@ def do_mmap(mm: MmStruct, file: File | None, addr: int, length: int, prot: int, 
         return -m.ENOMEM, 0
     vm_flags = (calc_vm_prot_bits(prot) | calc_vm_flag_bits(flags) | mm.def_flags
                 | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC)
+    addr = get_unmapped_area(mm, file, addr, length, pgoff, flags)
+    if addr < 0:
+        return addr, 0
+    if flags & m.MAP_FIXED_NOREPLACE and mm.mm_rb.find_vma_intersection(addr, addr + length):
+        return -m.EEXIST, 0
+    if flags & m.MAP_LOCKED and not can_do_mlock(mm):
+        return -m.EPERM, 0
+    if not mlock_future_ok(mm, vm_flags, length):
+        return -m.EAGAIN, 0
+    map_type = flags & m.MAP_TYPE
     if file is not None:
-        map_type = flags & m.MAP_TYPE
+        if not file_mmap_ok(mm, pgoff, length):
+            return -m.EOVERFLOW, 0
         if map_type in (m.MAP_SHARED, m.MAP_SHARED_VALIDATE):
             if map_type == m.MAP_SHARED:
                 flags &= m.LEGACY_MAP_MASK
-            elif flags & ~m.LEGACY_MAP_MASK:  # no DAX, so MAP_SYNC is unsupported too
+            if flags & ~m.LEGACY_MAP_MASK:  # no DAX files, so MAP_SYNC is unsupported too
                 return -m.EOPNOTSUPP, 0
             if prot & m.PROT_WRITE and not file.writable:
                 return -m.EACCES, 0
@@ -477,28 +506,15 @@ def do_mmap(mm: MmStruct, file: File | None, addr: int, length: int, prot: int, 
             return -m.EACCES, 0
         if vm_flags & VM_GROWSDOWN:
             return -m.EINVAL, 0
-    else:
-        map_type = flags & m.MAP_TYPE
-        if map_type in (m.MAP_SHARED, m.MAP_SHARED_VALIDATE):
-            if vm_flags & VM_GROWSDOWN:
-                return -m.EINVAL, 0
-            pgoff = 0
-            vm_flags |= VM_SHARED | VM_MAYSHARE
-        elif map_type == m.MAP_PRIVATE:
-            pass
-        else:
+    elif map_type == m.MAP_SHARED:
+        if vm_flags & VM_GROWSDOWN:
             return -m.EINVAL, 0
-    addr = get_unmapped_area(mm, file, addr, length, pgoff, flags)
-    if addr < 0:
-        return addr, 0
-    if file is None and not vm_flags & VM_SHARED:
+        pgoff = 0
+        vm_flags |= VM_SHARED | VM_MAYSHARE
+    elif map_type == m.MAP_PRIVATE:
         pgoff = addr >> shift
-    if flags & m.MAP_FIXED_NOREPLACE and mm.mm_rb.find_vma_intersection(addr, addr + length):
-        return -m.EEXIST, 0
-    if flags & m.MAP_LOCKED and not can_do_mlock(mm):
-        return -m.EPERM, 0
-    if not mlock_future_ok(mm, vm_flags, length):
-        return -m.EAGAIN, 0
+    else:
+        return -m.EINVAL, 0  # MAP_SHARED_VALIDATE and MAP_DROPPABLE are not for anonymous memory here
     if flags & m.MAP_NORESERVE and mm.kmem.sysctl.overcommit_memory != 2:
         vm_flags |= VM_NORESERVE
     result = mmap_region(mm, file, addr, length, vm_flags, pgoff)
