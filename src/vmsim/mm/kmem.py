@@ -79,17 +79,20 @@ class Kmem:
         mm = self.mem_map
         if pfn == self.zero_pfn:
             return
-        count = int(mm.refcount_mv[pfn]) - 1
+        count = mm.refcount_mv[pfn] - 1
         if count < 0:
             raise AssertionError(f"put_page: pfn {pfn:#x} refcount underflow")
+        mm.refcount_mv[pfn] = count
         if count == 0:
-            mm.flags_mv[pfn] = 0
-            self.buddy.free_pages(pfn, 0)
-            self.vm_event["pgfree"] += 1
-            if self.events.active:
-                self.events.emit("free", pfn=pfn)
-        else:
-            mm.refcount_mv[pfn] = count
+            self.free_frame(pfn)
+
+    def free_frame(self, pfn: int) -> None:
+        """free_unref_page(): a page whose last reference is gone goes back to the buddy."""
+        self.mem_map.flags_mv[pfn] = 0
+        self.buddy.free_pages(pfn, 0)
+        self.vm_event["pgfree"] += 1
+        if self.events.active:
+            self.events.emit("free", pfn=pfn)
 
     def get_page(self, pfn: int) -> None:
         if pfn != self.zero_pfn:

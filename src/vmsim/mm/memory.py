@@ -15,7 +15,6 @@ from vmsim.mm import filemap
 from vmsim.mm.mm_struct import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES
 from vmsim.mm.page import PG
 from vmsim.mm.pgtable import pte_alloc, pte_tables, pte_view
-from vmsim.mm.rmap import mm_counter, page_remove_rmap
 from vmsim.mm.vma import VM_MAYWRITE, VM_SHARED
 
 if TYPE_CHECKING:
@@ -37,40 +36,61 @@ def flush_tlb_range(mm: MmStruct, start: int, end: int) -> None:
 def zap_pte_range(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
     """zap_pte_range(): clear every entry in [start, end) of vma; returns pages unmapped.
 
-    Drops the map count and reference of each page (freeing anonymous pages
-    with their last reference), moves a dirty bit from a shared file entry
-    to its page, and keeps the RSS counters right.
+    Drops the map count and reference of each page (freeing pages with their
+    last reference), moves a dirty bit from a shared file entry to its page,
+    marks accessed pages referenced, and keeps the RSS counters and the
+    machine's mapped-page gauges right. Works a whole table at a time.
     """
     kmem = mm.kmem
     mode = kmem.mode
     b = mode.bits
+    es = mode.entry_size
+    dtype = np.uint64 if es == 8 else np.uint32
     mem_map = kmem.mem_map
-    shared_file = vma.vm_file is not None and vma.vm_flags & VM_SHARED
+    shared_file = vma.vm_file is not None and bool(vma.vm_flags & VM_SHARED)
+    kept = dtype(b.present | b.protnone)
+    special, dirty, accessed = dtype(b.special), dtype(b.dirty), dtype(b.accessed)
+    pfn_mask, pfn_shift = dtype(mode.pfn_mask), dtype(mode.pfn_shift)
     zapped = 0
     cleared = False
     for table, i0, i1, _base in pte_tables(kmem, mm.pgd, start, end):
-        view = pte_view(kmem, table)
-        part = view[i0:i1]
+        part = pte_view(kmem, table)[i0:i1]
         nz = np.flatnonzero(part)
         if not nz.size:
             continue
         cleared = True
-        entries = part[nz].tolist()
+        entries = part[nz]
         part[nz] = 0
-        for entry in entries:
-            if not entry & (b.present | b.protnone):
-                raise AssertionError(f"zap_pte_range: swap entry {entry:#x} (no swap yet)")
-            if entry & b.special:
-                continue
-            pfn = mode.entry_pfn(entry)
-            if shared_file and entry & b.dirty:
+        if ((entries & kept) == 0).any():
+            raise AssertionError("zap_pte_range: swap entry found (vmsim has no swap yet)")
+        real = entries[(entries & special) == 0]
+        if not real.size:
+            continue
+        pfns = ((real & pfn_mask) >> pfn_shift).astype(np.int64)
+        if shared_file:
+            for pfn in pfns[(real & dirty) != 0].tolist():
                 filemap.set_page_dirty(kmem, pfn)
-            if entry & b.accessed:
-                mem_map.flags_mv[pfn] |= PG.referenced
-            mm.rss_stat[mm_counter(kmem, pfn)] -= 1
-            page_remove_rmap(kmem, pfn)
-            kmem.put_page(pfn)
-            zapped += 1
+        young = pfns[(real & accessed) != 0]
+        mem_map.flags[young] |= np.uint32(PG.referenced)
+        flags = mem_map.flags[pfns]
+        anon = (flags & np.uint32(PG.anon)) != 0
+        shmem = ~anon & ((flags & np.uint32(PG.swapbacked)) != 0)
+        n_anon, n_shmem = int(np.count_nonzero(anon)), int(np.count_nonzero(shmem))
+        mm.rss_stat[MM_ANONPAGES] -= n_anon
+        mm.rss_stat[MM_SHMEMPAGES] -= n_shmem
+        mm.rss_stat[MM_FILEPAGES] -= len(pfns) - n_anon - n_shmem
+        np.subtract.at(mem_map.mapcount, pfns, 1)
+        np.subtract.at(mem_map.refcount, pfns, 1)
+        uniq = np.unique(pfns)
+        if (mem_map.mapcount[uniq] < 0).any() or (mem_map.refcount[uniq] < 0).any():
+            raise AssertionError("zap_pte_range: map or reference count underflow")
+        unmapped = uniq[mem_map.mapcount[uniq] == 0]
+        now_anon = int(np.count_nonzero(mem_map.flags[unmapped] & np.uint32(PG.anon)))
+        kmem.vm_stat["nr_anon_pages"] -= now_anon
+        kmem.vm_stat["nr_mapped"] -= len(unmapped) - now_anon
+        for pfn in uniq[mem_map.refcount[uniq] == 0].tolist():
+            kmem.free_frame(pfn)
+        zapped += len(pfns)
     if cleared:
         flush_tlb_range(mm, start, end)
     return zapped
