@@ -7,6 +7,14 @@ and on a vmsim process through tests/host/vmsimref.py.  Both sides rewrite the
 VMA address range to offsets from their base (see vmops.c for the exact rule)
 and keep every other byte, so the outputs must be equal line for line.
 
+Files live in one directory that is vmsim's root and is reset (same inodes,
+contents synced and dropped from the host's page cache) before each side
+runs, so device and inode numbers agree; the two rewrites that remain are
+done by tests/host/vmsimref.py and documented there: host paths in that
+directory are shown as the guest path (``/lib.so``), and the inode number of
+a shared-anonymous mapping's ``/dev/zero (deleted)`` file becomes ``<ino>``
+with the padding still checked.
+
 The only smaps lines not compared are listed, with the reason for each, in
 :data:`SMAPS_EXCLUSIONS`; they are removed from both sides by
 :func:`strip_excluded`, never silently.
@@ -132,6 +140,18 @@ def s_shared_file(s: Script, f: FileSet) -> None:
     dump(s)
 
 
+def s_private_file_cow_mremap(s: Script, f: FileSet) -> None:
+    s.open(f.path("lib.so"), "O_RDWR")
+    s.mmap(A, 4 * P, RW, "MAP_PRIVATE|MAP_FIXED", 3, 0)
+    s.write_at(A + P, b"cow").touch(A + 2 * P, "r")
+    dump(s)
+    s.mremap(A, 4 * P, 4 * P, "MREMAP_MAYMOVE|MREMAP_FIXED", A + 0x200000)
+    dump(s)
+    s.madvise(A + 0x200000 + P, P, "MADV_DONTNEED").read_at(A + 0x200000 + P, 4)
+    s.munmap(A + 0x200000 + 3 * P, P)
+    dump(s)
+
+
 def s_shared_anon(s: Script, f: FileSet) -> None:
     s.mmap(A, 2 * P, RW, SAF).touch(A, "w")
     dump(s)
@@ -203,6 +223,7 @@ SCENARIOS: list[Scenario] = [
     Scenario("zero-page-and-cow", s_zero_page_and_cow),
     Scenario("private-file", s_private_file),
     Scenario("shared-file", s_shared_file),
+    Scenario("private-file-cow-mremap", s_private_file_cow_mremap),
     Scenario("shared-anon", s_shared_anon),
     Scenario("growsdown", s_growsdown),
     Scenario("mlock", s_mlock),

@@ -20,6 +20,7 @@ from vmsim.mm.vma import VM_MAYWRITE, VM_SHARED
 if TYPE_CHECKING:
     from vmsim.mm.kmem import Kmem
     from vmsim.mm.mm_struct import MmStruct
+    from vmsim.mm.page import MemMap
     from vmsim.mm.vma import Vma
 
 
@@ -79,9 +80,7 @@ def zap_pte_range(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
         mm.rss_stat[MM_ANONPAGES] -= n_anon
         mm.rss_stat[MM_SHMEMPAGES] -= n_shmem
         mm.rss_stat[MM_FILEPAGES] -= len(pfns) - n_anon - n_shmem
-        np.subtract.at(mem_map.mapcount, pfns, 1)
-        np.subtract.at(mem_map.refcount, pfns, 1)
-        uniq = np.unique(pfns)
+        uniq = _add_counts(mem_map, pfns, -1)
         if (mem_map.mapcount[uniq] < 0).any() or (mem_map.refcount[uniq] < 0).any():
             raise AssertionError("zap_pte_range: map or reference count underflow")
         unmapped = uniq[mem_map.mapcount[uniq] == 0]
@@ -94,6 +93,18 @@ def zap_pte_range(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
     if cleared:
         flush_tlb_range(mm, start, end)
     return zapped
+
+
+def _add_counts(mem_map: MemMap, pfns: np.ndarray, delta: int) -> np.ndarray:
+    """Add delta to the map and reference counts of pfns (which may repeat); returns them unique."""
+    uniq = np.unique(pfns)
+    if len(uniq) == len(pfns):
+        mem_map.mapcount[uniq] += delta
+        mem_map.refcount[uniq] += delta
+    else:
+        np.add.at(mem_map.mapcount, pfns, delta)
+        np.add.at(mem_map.refcount, pfns, delta)
+    return uniq
 
 
 def is_cow_mapping(vm_flags: int) -> bool:
@@ -146,8 +157,7 @@ def copy_page_range(dst_mm: MmStruct, src_mm: MmStruct, dst_vma: Vma, src_vma: V
         pte_view(kmem, dst_table)[i0 + nz] = entries & not_young
         real = entries[(entries & special) == 0]
         pfns = ((real & pfn_mask) >> pfn_shift).astype(np.int64)
-        np.add.at(mem_map.refcount, pfns, 1)
-        np.add.at(mem_map.mapcount, pfns, 1)
+        _add_counts(mem_map, pfns, 1)
         flags = mem_map.flags[pfns]
         if cow:  # a page mapped by two mms is no longer exclusive to either
             mem_map.flags[pfns] = flags & np.uint32(~PG.anon_exclusive & 0xFFFFFFFF)
