@@ -130,7 +130,8 @@ class PagingMode:
         steps = tuple((self.shifts[i], self.ptrs_per[i] - 1, i == last or self.levels[i].leaf_ok)
                       for i in range(last + 1))
         return (self.entry_size, b.present, b.write, b.user, b.nx, b.huge, b.accessed, b.dirty,
-                steps, last, self.pfn_mask, self.pfn_shift, self.page_shift, self.page_size)
+                steps, last, self.pfn_mask, self.pfn_shift, self.page_shift, self.page_size,
+                self.va_bits - 1, self._canonical_top)
 
     def index(self, level: int, va: int) -> int:
         """The index of `va` in a table of level `level` (0 = top)."""
@@ -266,21 +267,23 @@ def translate(mode: PagingMode, mem: PhysAccess, root: int, va: int, access: int
     hot path, so it works on plain ints.
     """
     (es, present, rw, us, nx, huge, accessed, dirty, steps, last, pfn_mask, pfn_shift,
-     page_shift, page_size) = mode.walk_consts
+     page_shift, page_size, sign_bit, canonical_top) = mode.walk_consts
     write = access & _ACC_WRITE
     err = (_PF_USER if user else 0) | (_PF_WRITE if write else 0) | (
         _PF_INSTR if access & _ACC_EXEC else 0)
-    if not mode.canonical(va):
+    top = va >> sign_bit
+    if top and top != canonical_top:
         return -1, err
-    read_entry = mem.read_entry
+    # RAM that offers a u64 memoryview is read inline (the common case), else via read_entry.
+    q = getattr(mem, "q", None) if es == 8 else None
     table = root
     writable = user_ok = True
     noexec = False
-    trail: list[tuple[int, int]] = []
+    stale: list[tuple[int, int]] = []  # upper-level entries without the accessed bit
     lvl = 0
     for shift, mask, leaf_ok in steps:
         addr = table + ((va >> shift) & mask) * es
-        entry = read_entry(addr, es)
+        entry = q[addr >> 3] if q is not None else mem.read_entry(addr, es)
         if not entry & present:
             return -1, err
         if not entry & rw:
@@ -293,16 +296,16 @@ def translate(mode: PagingMode, mem: PhysAccess, root: int, va: int, access: int
             if (user and not user_ok) or (write and not writable) or (
                     access & _ACC_EXEC and noexec):
                 return -1, err | _PF_PROT
-            for a, e in trail:
-                if not e & accessed:
-                    mem.write_entry(a, es, e | accessed)
+            for a, e in stale:
+                mem.write_entry(a, es, e | accessed)
             new = entry | accessed | (dirty if write else 0)
             if new != entry:
                 mem.write_entry(addr, es, new)
             span = 1 << shift if lvl < last else page_size
             return (((entry & pfn_mask) >> pfn_shift << page_shift) & ~(span - 1)) | (
                 va & (span - 1)), 0
-        trail.append((addr, entry))
+        if not entry & accessed:
+            stale.append((addr, entry))
         table = (entry & pfn_mask) >> pfn_shift << page_shift
         lvl += 1
     raise AssertionError("translate: fell off the last level")  # pragma: no cover

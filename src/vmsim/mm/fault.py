@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from vmsim.arch.paging import Access
 from vmsim.mm import filemap
@@ -72,9 +72,11 @@ class FaultAccount:
     maj_flt: int = 0
 
 
-@dataclass(frozen=True)
-class FaultOutcome:
-    """What a user fault came to: the VmFault bits, and the signal if it is fatal."""
+class FaultOutcome(NamedTuple):
+    """What a user fault came to: the VmFault bits, and the signal if it is fatal.
+
+    (A NamedTuple: one is built per fault, and tuples are the cheapest record.)
+    """
 
     result: VmFault
     signo: int = 0

@@ -59,7 +59,7 @@ def pte_offset(kmem: Kmem, root: int, va: int) -> int:
     Also -1 when a higher level holds a large-page leaf.
     """
     (es, present, _rw, _us, _nx, huge, _a, _d, steps, last, pfn_mask, pfn_shift, page_shift,
-     _ps) = kmem.mode.walk_consts
+     _ps, _sign, _top) = kmem.mode.walk_consts
     read = kmem.phys.read_entry
     table = root
     for shift, mask, leaf_ok in steps[:last]:
@@ -75,7 +75,7 @@ def pte_alloc(kmem: Kmem, mm: MmStruct, va: int) -> int:
     """__pte_alloc and friends: the entry address for va, allocating missing tables; -1 on OOM."""
     mode = kmem.mode
     (es, present, _rw, _us, _nx, huge, _a, _d, steps, last, pfn_mask, pfn_shift, page_shift,
-     _ps) = mode.walk_consts
+     _ps, _sign, _top) = mode.walk_consts
     phys = kmem.phys
     read = phys.read_entry
     table = mm.pgd
