@@ -22,7 +22,10 @@ def test_hint_is_used_when_free_and_rounded_to_min_addr(machine: Machine) -> Non
     p = machine.spawn()
     assert p.mmap(0x5000_0000, PS, "rw-", "private|anonymous") == 0x5000_0000
     assert p.mmap(0x5000_0000, PS, "rw-", "private|anonymous") != 0x5000_0000
-    assert p.mmap(0x10, PS, "rw-", "private|anonymous") == machine.kmem.sysctl.mmap_min_addr
+    assert p.mmap(0x5000_1801, PS, "rw-", "private|anonymous") == 0x5000_1000  # rounded down
+    assert p.mmap(0x10, PS, "rw-", "private|anonymous") > 0x5000_0000  # rounds to NULL: no hint
+    machine.kmem.sysctl.mmap_min_addr = 0x10000
+    assert p.mmap(0x3000, PS, "rw-", "private|anonymous") == 0x10000  # raised to the minimum
     assert p.mmap(0, PS, "rw-", "private|anonymous|fixed") == -m.EPERM  # cap_mmap_addr()
     p.mm.rlimits.cap_sys_rawio = True
     assert p.mmap(0, PS, "rw-", "private|anonymous|fixed") == 0

@@ -75,7 +75,7 @@ class Vfs:
             except OSError:
                 fd = os.open(host, os.O_RDONLY | os.O_CLOEXEC)
             inode = Inode(ino=st.st_ino, dev=(os.major(st.st_dev), os.minor(st.st_dev)),
-                          i_size=st.st_size, backing=HostBacking(fd))
+                          i_size=st.st_size, backing=HostBacking(fd), i_mode=st.st_mode)
             self.inodes[key] = inode
         elif flags & O_TRUNC:
             inode.i_size = 0

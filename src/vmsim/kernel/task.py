@@ -19,7 +19,7 @@ from vmsim.kernel.fork import dup_mm
 from vmsim.mm import filemap
 from vmsim.mm import mman as m
 from vmsim.mm.fault import FaultAccount, FaultOutcome, do_user_addr_fault
-from vmsim.mm.gup import populate_vma_page_range
+from vmsim.mm.gup import mm_populate
 from vmsim.mm.madvise import do_madvise
 from vmsim.mm.mlock import sys_mlock, sys_mlock2, sys_mlockall, sys_munlock, sys_munlockall
 from vmsim.mm.mmap import do_mmap, do_munmap, exit_mmap, sys_brk
@@ -110,14 +110,26 @@ class Process:
             if file is None:
                 return -m.EBADF
         elif flags_v & m.MAP_HUGETLB:
-            return -m.ENOMEM  # no hugetlb pool configured (vm.nr_hugepages = 0)
+            return self._mmap_hugetlb(addr or 0, flags_v)
         if file is not None and flags_v & m.MAP_HUGETLB:
             return -m.EINVAL
         ret, populate = do_mmap(mm, file, addr or 0, length, prot_v, flags_v,
                                 offset >> self.machine.kmem.page_shift)
         if ret >= 0 and populate:
-            populate_vma_page_range(mm, ret, ret + populate)
+            mm_populate(mm, ret, ret + populate)
         return ret
+
+    def _mmap_hugetlb(self, addr: int, flags: int) -> int:
+        """MAP_HUGETLB with no hugetlb pool (vm.nr_hugepages = 0), as ksys_mmap_pgoff() and
+        hugetlb_get_unmapped_area() decide: bad size -> EINVAL, unaligned MAP_FIXED ->
+        EINVAL, otherwise the reservation fails -> ENOMEM."""
+        size_log = (flags >> m.MAP_HUGE_SHIFT) & m.MAP_HUGE_MASK
+        if size_log not in (0, 21, 30):
+            return -m.EINVAL
+        huge = 1 << (size_log or 21)
+        if flags & (m.MAP_FIXED | m.MAP_FIXED_NOREPLACE) and addr & (huge - 1):
+            return -m.EINVAL
+        return -m.ENOMEM
 
     def munmap(self, addr: int, length: int) -> int:
         return do_munmap(self._enter(), addr, length)

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from vmsim.arch.paging import Access
 from vmsim.mm import filemap
-from vmsim.mm.memory import flush_tlb_range
 from vmsim.mm.mm_struct import MM_ANONPAGES
 from vmsim.mm.page import PG
 from vmsim.mm.pgtable import pte_alloc
@@ -26,6 +25,7 @@ from vmsim.mm.rmap import (
     page_add_rmap,
     page_remove_rmap,
 )
+from vmsim.mm.tlb import flush_tlb_range
 from vmsim.mm.vma import VM_EXEC, VM_GROWSDOWN, VM_LOCKED, VM_READ, VM_SHARED, VM_WRITE
 
 if TYPE_CHECKING:
@@ -323,6 +323,11 @@ def do_read_fault(mm: MmStruct, vma: Vma, address: int, pte_addr: int) -> tuple[
     if isinstance(got, VmFault):
         return got, "sigbus" if got & VmFault.SIGBUS else "oom"
     pfn, result = got
+    # A cache miss makes filemap_fault() drop the lock for the I/O and return
+    # VM_FAULT_RETRY; the retried fault finds the read-around pages cached and
+    # maps the whole fault-around window, the faulting page included.
+    if result and do_fault_around(mm, vma, address, pte_addr):
+        return result | VmFault.NOPAGE, "file"
     _map_file_page(mm, pte_addr, pfn, vma.vm_page_prot)
     return result, "file"
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from vmsim.mm.page import PG
+from vmsim.mm.rmap import page_mkclean
 
 if TYPE_CHECKING:
     from vmsim.mm.kmem import Kmem
@@ -94,7 +95,7 @@ class Inode:
     i_size: int
     backing: Backing | None
     shmem: bool = False
-    writable: bool = True  # may the host file be opened for writing at all
+    i_mode: int = 0o100644  # S_IFREG | 0644; only regular files (and shmem) can be mapped
     pages: dict[int, int] = field(default_factory=dict)
     i_mmap: set[Vma] = field(default_factory=set)
     i_mmap_writable: int = 0
@@ -102,6 +103,11 @@ class Inode:
     @property
     def nrpages(self) -> int:
         return len(self.pages)
+
+    @property
+    def mmap_supported(self) -> bool:
+        """Does the file's f_op have ->mmap? (regular files and shmem; not directories)."""
+        return self.shmem or (self.i_mode & 0o170000) == 0o100000
 
 
 @dataclass(eq=False)
@@ -217,6 +223,7 @@ def writeback_range(kmem: Kmem, inode: Inode, start_index: int, end_index: int) 
         pfn = inode.pages[index]
         if not kmem.mem_map.flags_mv[pfn] & PG.dirty:
             continue
+        page_mkclean(kmem, inode, index, pfn)
         n = min(ps, inode.i_size - index * ps)
         if n > 0:
             inode.backing.pwrite(index * ps, kmem.phys.read(pfn * ps, n))

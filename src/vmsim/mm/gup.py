@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from vmsim.arch.paging import Access
 from vmsim.mm.fault import VmFault, handle_mm_fault
 from vmsim.mm.pgtable import pte_offset
-from vmsim.mm.vma import VM_EXEC, VM_LOCKONFAULT, VM_READ, VM_SHARED, VM_WRITE
+from vmsim.mm.vma import VM_EXEC, VM_IO, VM_LOCKONFAULT, VM_PFNMAP, VM_READ, VM_SHARED, VM_WRITE
 
 if TYPE_CHECKING:
     from vmsim.mm.mm_struct import MmStruct
@@ -45,20 +45,37 @@ def faultin_range(mm: MmStruct, vma: Vma, start: int, end: int, write: bool) -> 
     return VmFault.HANDLED
 
 
-def populate_vma_page_range(mm: MmStruct, start: int, end: int, write: bool | None = None) -> int:
-    """populate_vma_page_range() for every VMA in [start, end): 0, or -ENOMEM/-EFAULT.
+def populate_vma_page_range(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
+    """populate_vma_page_range(): fault in [start, end) of one VMA; 0 or -errno.
 
-    With `write` None, private writable areas are written (COW broken) and
-    everything else read, as the kernel decides; VM_LOCKONFAULT and
-    inaccessible areas are skipped.
+    Private writable areas are written (COW broken), everything else read,
+    as the kernel decides; VM_LOCKONFAULT areas are left alone. An
+    inaccessible (PROT_NONE) area cannot be populated: -EFAULT, as GUP's
+    check_vma_flags() gives; an OOM is -ENOMEM, a SIGBUS/SIGSEGV -EFAULT.
+    """
+    flags = vma.vm_flags
+    if flags & VM_LOCKONFAULT:
+        return 0
+    if not flags & (VM_READ | VM_WRITE | VM_EXEC):
+        return -14
+    write = (flags & (VM_WRITE | VM_SHARED)) == VM_WRITE
+    result = faultin_range(mm, vma, start, end, write)
+    if result and result & VmFault.OOM:
+        return -12
+    if result.is_error:
+        return -14
+    return 0
+
+
+def mm_populate(mm: MmStruct, start: int, end: int, ignore_errors: bool = True) -> int:
+    """__mm_populate(): populate every VMA in [start, end) except VM_IO/VM_PFNMAP ones.
+
+    mmap(MAP_POPULATE/MAP_LOCKED), brk and mlockall ignore errors; mlock does not.
     """
     for vma in mm.mm_rb.range(start, end):
-        if vma.vm_flags & VM_LOCKONFAULT or not vma.vm_flags & (VM_READ | VM_WRITE | VM_EXEC):
+        if vma.vm_flags & (VM_IO | VM_PFNMAP):
             continue
-        w = (vma.vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE if write is None else write
-        result = faultin_range(mm, vma, max(start, vma.vm_start), min(end, vma.vm_end), w)
-        if result & VmFault.OOM:
-            return -12
-        if result.is_error:
-            return -14
+        ret = populate_vma_page_range(mm, vma, max(start, vma.vm_start), min(end, vma.vm_end))
+        if ret < 0 and not ignore_errors:
+            return ret
     return 0

@@ -10,9 +10,10 @@ from vmsim.mm import mman as m
 from vmsim.mm.fault import VmFault
 from vmsim.mm.gup import faultin_range
 from vmsim.mm.memory import present_pages, zap_pte_range
-from vmsim.mm.mmap import offset_in_page, page_align, vma_modify
+from vmsim.mm.mmap import U64, offset_in_page, page_align, vma_modify
 from vmsim.mm.page import PG
 from vmsim.mm.pgtable import pte_offset
+from vmsim.mm.truncate import punch_hole
 from vmsim.mm.vma import (
     VM_DONTCOPY,
     VM_DONTDUMP,
@@ -20,6 +21,7 @@ from vmsim.mm.vma import (
     VM_HUGETLB,
     VM_IO,
     VM_LOCKED,
+    VM_MAYWRITE,
     VM_MERGEABLE,
     VM_NOHUGEPAGE,
     VM_PFNMAP,
@@ -90,6 +92,24 @@ def madvise_willneed(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
     return 0
 
 
+def madvise_remove(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
+    """madvise_remove(): punch a hole in a shared file mapping's file (FALLOC_FL_PUNCH_HOLE).
+
+    The pages leave every mapping and the page cache, and the file reads as
+    zeros there; EINVAL for locked or anonymous areas, EACCES unless shared-writable.
+    """
+    if vma.vm_flags & VM_LOCKED:
+        return -m.EINVAL
+    if vma.vm_file is None:
+        return -m.EINVAL
+    if (vma.vm_flags & (VM_SHARED | VM_MAYWRITE)) != (VM_SHARED | VM_MAYWRITE):
+        return -m.EACCES
+    shift = mm.kmem.page_shift
+    punch_hole(mm.kmem, vma.vm_file.inode, vma.linear_page_index(start, shift),
+               vma.linear_page_index(end, shift))
+    return 0
+
+
 def madvise_vma_behavior(mm: MmStruct, vma: Vma, start: int, end: int, behavior: int) -> int:
     """madvise_vma_behavior(): one VMA's part of the range."""
     if behavior in (m.MADV_FREE, m.MADV_DONTNEED, m.MADV_DONTNEED_LOCKED):
@@ -97,14 +117,11 @@ def madvise_vma_behavior(mm: MmStruct, vma: Vma, start: int, end: int, behavior:
     if behavior == m.MADV_WILLNEED:
         return madvise_willneed(mm, vma, start, end)
     if behavior == m.MADV_REMOVE:
-        if vma.vm_flags & VM_LOCKED:
-            return -m.EINVAL
-        if vma.vm_file is None or not vma.vm_flags & VM_SHARED:
-            return -m.EACCES
-        zap_pte_range(mm, vma, start, end)
-        return 0
-    if behavior in (m.MADV_COLD, m.MADV_PAGEOUT, m.MADV_COLLAPSE):
-        return 0  # hints vmsim accepts and (without reclaim or THP) has nothing to do for
+        return madvise_remove(mm, vma, start, end)
+    if behavior == m.MADV_COLLAPSE:
+        return -m.EINVAL  # no transparent huge pages in vmsim: never THP-eligible
+    if behavior in (m.MADV_COLD, m.MADV_PAGEOUT):
+        return 0  # reclaim hints; vmsim has no reclaim yet, so there is nothing to deactivate
     flags = vma.vm_flags
     if behavior == m.MADV_NORMAL:
         flags &= ~(VM_RAND_READ | VM_SEQ_READ)
@@ -199,8 +216,8 @@ def do_madvise(mm: MmStruct, start: int, length: int, behavior: int) -> int:
     aligned = page_align(mm, length)
     if length and not aligned:
         return -m.EINVAL
-    end = start + aligned
-    if end < start or end > 1 << 64:
+    end = (start + aligned) & U64
+    if end < start:
         return -m.EINVAL
     if end == start:
         return 0

@@ -15,6 +15,7 @@ from vmsim.mm import filemap
 from vmsim.mm.mm_struct import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES
 from vmsim.mm.page import PG
 from vmsim.mm.pgtable import pte_alloc, pte_tables, pte_view
+from vmsim.mm.tlb import flush_tlb_range
 from vmsim.mm.vma import VM_MAYWRITE, VM_SHARED
 
 if TYPE_CHECKING:
@@ -22,16 +23,6 @@ if TYPE_CHECKING:
     from vmsim.mm.mm_struct import MmStruct
     from vmsim.mm.page import MemMap
     from vmsim.mm.vma import Vma
-
-
-def flush_tlb_range(mm: MmStruct, start: int, end: int) -> None:
-    """flush_tlb_range(): tell whoever caches translations (a CPU engine) to drop them."""
-    kmem = mm.kmem
-    kmem.vm_event["tlb_flush"] += 1
-    for fn in mm.tlb_flush_hooks:
-        fn(start, end)
-    if kmem.events.active:
-        kmem.events.emit("tlb_flush", mm=mm.owner_pid, start=start, end=end)
 
 
 def zap_pte_range(mm: MmStruct, vma: Vma, start: int, end: int) -> int:

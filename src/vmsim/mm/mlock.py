@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from vmsim.mm import mman as m
-from vmsim.mm.gup import populate_vma_page_range
-from vmsim.mm.mmap import can_do_mlock, offset_in_page, page_align, vma_modify
-from vmsim.mm.vma import VM_IO, VM_LOCKED, VM_LOCKED_MASK, VM_LOCKONFAULT, VM_PFNMAP, VM_SPECIAL
+from vmsim.mm.gup import mm_populate
+from vmsim.mm.mmap import U64, can_do_mlock, offset_in_page, page_align, vma_modify
+from vmsim.mm.vma import VM_LOCKED, VM_LOCKED_MASK, VM_LOCKONFAULT, VM_SPECIAL
 
 if TYPE_CHECKING:
     from vmsim.mm.mm_struct import MmStruct
@@ -31,9 +31,10 @@ def mlock_fixup(mm: MmStruct, start: int, end: int, newflags: int) -> int:
     return 0
 
 
-def apply_vma_lock_flags(mm: MmStruct, start: int, end: int, flags: int) -> int:
+def apply_vma_lock_flags(mm: MmStruct, start: int, length: int, flags: int) -> int:
     """apply_vma_lock_flags(): start must be mapped; a hole later gives -ENOMEM after
-    the VMAs before it were changed."""
+    the VMAs before it were changed. A range wrapping past 2**64 is -EINVAL."""
+    end = (start + length) & U64
     if end < start:
         return -m.EINVAL
     if end == start:
@@ -79,20 +80,12 @@ def do_mlock(mm: MmStruct, start: int, length: int, flags: int) -> int:
         locked -= count_mm_mlocked_page_nr(mm, start, length)
     if locked > limit and not mm.rlimits.cap_ipc_lock:
         return -m.ENOMEM
-    err = apply_vma_lock_flags(mm, start, start + length, flags)
+    err = apply_vma_lock_flags(mm, start, length, flags)
     if err:
         return err
-    return populate_locked(mm, start, start + length)
-
-
-def populate_locked(mm: MmStruct, start: int, end: int) -> int:
-    """__mm_populate(): fault in locked areas (skipping VM_IO/PFNMAP); errors are ignored
-    as the kernel does for mlock, except that a hole gives -ENOMEM."""
-    for vma in mm.mm_rb.range(start, end):
-        if vma.vm_flags & (VM_IO | VM_PFNMAP):
-            continue
-        populate_vma_page_range(mm, max(start, vma.vm_start), min(end, vma.vm_end))
-    return 0
+    err = mm_populate(mm, start, start + length, ignore_errors=False)
+    # __mlock_posix_error_return(): POSIX wants ENOMEM for a bad range and EAGAIN for no memory
+    return {-m.EFAULT: -m.ENOMEM, -m.ENOMEM: -m.EAGAIN}.get(err, err)
 
 
 def sys_mlock(mm: MmStruct, start: int, length: int) -> int:
@@ -109,7 +102,7 @@ def sys_mlock2(mm: MmStruct, start: int, length: int, flags: int) -> int:
 def sys_munlock(mm: MmStruct, start: int, length: int) -> int:
     length = page_align(mm, length + offset_in_page(mm, start))
     start &= ~(mm.kmem.page_size - 1)
-    return apply_vma_lock_flags(mm, start, start + length, 0)
+    return apply_vma_lock_flags(mm, start, length, 0)
 
 
 def apply_mlockall_flags(mm: MmStruct, flags: int) -> None:
@@ -143,7 +136,7 @@ def sys_mlockall(mm: MmStruct, flags: int) -> int:
         return -m.ENOMEM
     apply_mlockall_flags(mm, flags)
     if flags & m.MCL_CURRENT:
-        populate_locked(mm, 0, mm.task_size)
+        mm_populate(mm, 0, mm.task_size)
     return 0
 
 

@@ -18,7 +18,7 @@ from vmsim.mm.filemap import (
     delete_from_page_cache,
     writeback_range,
 )
-from vmsim.mm.gup import populate_vma_page_range
+from vmsim.mm.gup import mm_populate
 from vmsim.mm.memory import zap_pte_range
 from vmsim.mm.pgtable import free_pgtables, pgd_free, vm_get_page_prot
 from vmsim.mm.vma import (
@@ -47,9 +47,13 @@ if TYPE_CHECKING:
     from vmsim.mm.mm_struct import MmStruct
 
 
+U64 = (1 << 64) - 1  # system-call arguments are unsigned longs: arithmetic wraps at 2**64
+
+
 def page_align(mm: MmStruct, n: int) -> int:
+    """PAGE_ALIGN(), wrapping at 2**64 as the kernel's unsigned arithmetic does."""
     ps = mm.kmem.page_size
-    return (n + ps - 1) & ~(ps - 1)
+    return ((n + ps - 1) & ~(ps - 1)) & U64
 
 
 def offset_in_page(mm: MmStruct, addr: int) -> int:
@@ -466,8 +470,10 @@ def do_mmap(mm: MmStruct, file: File | None, addr: int, length: int, prot: int, 
         return -m.EINVAL, 0
     if flags & m.MAP_FIXED_NOREPLACE:
         flags |= m.MAP_FIXED
-    if not flags & m.MAP_FIXED and addr and addr < mm.kmem.sysctl.mmap_min_addr:
-        addr = page_align(mm, mm.kmem.sysctl.mmap_min_addr)  # round_hint_to_min()
+    if not flags & m.MAP_FIXED:  # round_hint_to_min(): round down, but not below the minimum
+        addr &= ~(mm.kmem.page_size - 1)
+        if addr and addr < mm.kmem.sysctl.mmap_min_addr:
+            addr = page_align(mm, mm.kmem.sysctl.mmap_min_addr)
     length = page_align(mm, length)
     if length == 0 or length >= 1 << 64:
         return -m.ENOMEM, 0
@@ -504,6 +510,8 @@ def do_mmap(mm: MmStruct, file: File | None, addr: int, length: int, prot: int, 
             return -m.EINVAL, 0
         if not file.readable:
             return -m.EACCES, 0
+        if not file.inode.mmap_supported:
+            return -m.ENODEV, 0
         if vm_flags & VM_GROWSDOWN:
             return -m.EINVAL, 0
     elif map_type == m.MAP_SHARED:
@@ -540,6 +548,8 @@ def mmap_region(mm: MmStruct, file: File | None, addr: int, length: int, vm_flag
     shift = mm.kmem.page_shift
     end = addr + length
     npages = length >> shift
+    if file is not None and vm_flags & VM_SYNC:
+        return -m.EOPNOTSUPP  # the file's ->mmap refuses: no file system here is DAX
     if not may_expand_vm(mm, vm_flags, npages):
         overlap = sum((min(end, v.vm_end) - max(addr, v.vm_start)) >> shift
                       for v in mm.mm_rb.range(addr, end))
@@ -629,7 +639,7 @@ def sys_brk(mm: MmStruct, brk: int) -> int:
         return mm.brk
     mm.brk = brk
     if mm.def_flags & VM_LOCKED:
-        populate_vma_page_range(mm, oldbrk, newbrk, write=True)
+        mm_populate(mm, oldbrk, newbrk)
     return brk
 
 

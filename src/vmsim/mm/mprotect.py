@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vmsim.mm import mman as m
-from vmsim.mm.memory import flush_tlb_range
 from vmsim.mm.mmap import (
+    U64,
     calc_vm_prot_bits,
     offset_in_page,
     page_align,
@@ -19,6 +19,7 @@ from vmsim.mm.mmap import (
 )
 from vmsim.mm.page import PG
 from vmsim.mm.pgtable import pte_tables, pte_view
+from vmsim.mm.tlb import flush_tlb_range
 from vmsim.mm.vma import (
     VM_ACCOUNT,
     VM_EXEC,
@@ -114,7 +115,7 @@ def do_mprotect(mm: MmStruct, start: int, length: int, prot: int) -> int:
     if not length:
         return 0
     length = page_align(mm, length)
-    end = start + length
+    end = (start + length) & U64
     if end <= start:
         return -m.ENOMEM
     if prot & ~(m.PROT_READ | m.PROT_WRITE | m.PROT_EXEC | m.PROT_SEM):

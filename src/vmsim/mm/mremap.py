@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from vmsim.mm import mman as m
-from vmsim.mm.gup import populate_vma_page_range
-from vmsim.mm.memory import flush_tlb_range, present_pages
+from vmsim.mm.gup import mm_populate
+from vmsim.mm.memory import present_pages
 from vmsim.mm.mmap import (
     do_munmap,
     do_munmap_range,
@@ -30,6 +30,7 @@ from vmsim.mm.mmap import (
     vma_set_range,
 )
 from vmsim.mm.pgtable import pte_alloc, pte_offset
+from vmsim.mm.tlb import flush_tlb_range
 from vmsim.mm.vma import (
     VM_DONTEXPAND,
     VM_LOCKED,
@@ -131,7 +132,7 @@ def move_vma(mm: MmStruct, vma: Vma, old_addr: int, old_len: int, new_len: int, 
             return err
     if vm_flags & VM_LOCKED:
         mm.locked_vm += new_len >> shift
-        populate_vma_page_range(mm, new_addr + old_len, new_addr + new_len)
+        mm_populate(mm, new_addr + old_len, new_addr + new_len)
     vma_set_page_prot(mm, new_vma)
     return new_addr
 
@@ -157,7 +158,7 @@ def do_mremap(mm: MmStruct, addr: int, old_len: int, new_len: int, flags: int,
         return -m.EINVAL
     old_len = page_align(mm, old_len)
     new_len = page_align(mm, new_len)
-    if not new_len:
+    if not new_len or new_len > mm.task_size:  # check_mremap_params(): "is the new length silly?"
         return -m.EINVAL
     vma = vma_lookup(mm, addr)
     if vma is None:
@@ -182,7 +183,7 @@ def do_mremap(mm: MmStruct, addr: int, old_len: int, new_len: int, flags: int,
             vm_stat_account(mm, vma.vm_flags, pages)
             if vma.vm_flags & VM_LOCKED:
                 mm.locked_vm += pages
-                populate_vma_page_range(mm, addr + old_len, addr + new_len)
+                mm_populate(mm, addr + old_len, addr + new_len)
             return addr
     if not flags & m.MREMAP_MAYMOVE:
         return -m.ENOMEM

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from vmsim.mm import filemap
 from vmsim.mm import mman as m
 from vmsim.mm.memory import present_pages
-from vmsim.mm.mmap import offset_in_page, page_align
+from vmsim.mm.mmap import U64, offset_in_page, page_align
 from vmsim.mm.vma import VM_LOCKED, VM_SHARED
 
 if TYPE_CHECKING:
@@ -35,8 +35,8 @@ def do_msync(mm: MmStruct, start: int, length: int, flags: int) -> int:
     if flags & m.MS_ASYNC and flags & m.MS_SYNC:
         return -m.EINVAL
     length = page_align(mm, length)
-    end = start + length
-    if end >= 1 << 64:
+    end = (start + length) & U64
+    if end < start:
         return -m.ENOMEM
     if end == start:
         return 0

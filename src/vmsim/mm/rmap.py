@@ -11,9 +11,12 @@ from typing import TYPE_CHECKING
 
 from vmsim.mm.mm_struct import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES
 from vmsim.mm.page import PG
-from vmsim.mm.vma import VM_ACCESS_FLAGS, VM_SOFTDIRTY, AnonVma
+from vmsim.mm.pgtable import pte_offset
+from vmsim.mm.tlb import flush_tlb_range
+from vmsim.mm.vma import VM_ACCESS_FLAGS, VM_SHARED, VM_SOFTDIRTY, AnonVma
 
 if TYPE_CHECKING:
+    from vmsim.mm.filemap import Inode
     from vmsim.mm.kmem import Kmem
     from vmsim.mm.mm_struct import MmStruct
     from vmsim.mm.vma import Vma
@@ -83,6 +86,31 @@ def page_remove_rmap(kmem: Kmem, pfn: int) -> None:
             kmem.vm_stat["nr_anon_pages"] -= 1
         else:
             kmem.vm_stat["nr_mapped"] -= 1
+
+
+def page_mkclean(kmem: Kmem, inode: Inode, index: int, pfn: int) -> None:
+    """page_mkclean(): write-protect and clean every shared entry mapping a file page.
+
+    Called when the page is written back, so that the next write through a
+    mapping faults again and re-dirties the page (write-notify).
+    """
+    mode = kmem.mode
+    b = mode.bits
+    shift = kmem.page_shift
+    for vma in inode.i_mmap:
+        if not vma.vm_flags & VM_SHARED or vma.vm_mm is None:
+            continue
+        if not vma.vm_pgoff <= index < vma.vm_pgoff + (vma.size >> shift):
+            continue
+        addr = vma.vm_start + ((index - vma.vm_pgoff) << shift)
+        slot = pte_offset(kmem, vma.vm_mm.pgd, addr)
+        if slot < 0:
+            continue
+        entry = kmem.phys.read_entry(slot, mode.entry_size)
+        if not entry & b.present or mode.entry_pfn(entry) != pfn or not entry & (b.dirty | b.write):
+            continue
+        kmem.phys.write_entry(slot, mode.entry_size, entry & ~(b.dirty | b.write))
+        flush_tlb_range(vma.vm_mm, addr, addr + kmem.page_size)
 
 
 def mm_counter(kmem: Kmem, pfn: int) -> int:

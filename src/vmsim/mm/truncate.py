@@ -12,8 +12,9 @@ if TYPE_CHECKING:
     from vmsim.mm.kmem import Kmem
 
 
-def unmap_mapping_range(kmem: Kmem, inode: Inode, first_index: int) -> None:
-    """Zap, in every VMA mapping the inode, the pages from file index first_index on.
+def unmap_mapping_range(kmem: Kmem, inode: Inode, first_index: int,
+                        end_index: int | None = None) -> None:
+    """Zap, in every VMA mapping the inode, the pages of file indexes [first, end).
 
     Private COW copies of those pages go too (even_cows), as for truncate.
     """
@@ -21,11 +22,12 @@ def unmap_mapping_range(kmem: Kmem, inode: Inode, first_index: int) -> None:
     for vma in list(inode.i_mmap):
         vma_first = vma.vm_pgoff
         vma_last = vma.vm_pgoff + (vma.size >> shift)
-        if vma_last <= first_index:
+        lo = max(first_index, vma_first)
+        hi = vma_last if end_index is None else min(end_index, vma_last)
+        if lo >= hi or vma.vm_mm is None:
             continue
-        start = vma.vm_start + (max(first_index - vma_first, 0) << shift)
-        if vma.vm_mm is not None:
-            zap_pte_range(vma.vm_mm, vma, start, vma.vm_end)
+        zap_pte_range(vma.vm_mm, vma, vma.vm_start + ((lo - vma_first) << shift),
+                      vma.vm_start + ((hi - vma_first) << shift))
 
 
 def truncate_setsize(kmem: Kmem, inode: Inode, size: int) -> None:
@@ -46,3 +48,15 @@ def truncate_setsize(kmem: Kmem, inode: Inode, size: int) -> None:
         pfn = inode.pages[size // ps]
         off = size % ps
         kmem.phys.write(pfn * ps + off, bytes(ps - off))
+
+
+def punch_hole(kmem: Kmem, inode: Inode, first: int, end: int) -> None:
+    """fallocate(FALLOC_FL_PUNCH_HOLE) on whole pages [first, end): unmapped, uncached, zero."""
+    unmap_mapping_range(kmem, inode, first, end)
+    for index in [i for i in inode.pages if first <= i < end]:
+        filemap.delete_from_page_cache(kmem, inode, index)
+    if inode.backing is not None:
+        ps = kmem.page_size
+        lo, hi = first * ps, min(end * ps, inode.i_size)
+        if hi > lo:
+            inode.backing.pwrite(lo, bytes(hi - lo))
