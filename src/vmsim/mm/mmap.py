@@ -40,6 +40,7 @@ from vmsim.mm.vma import (
     VM_STACK,
     VM_SYNC,
     VM_WRITE,
+    AnonVma,
     Vma,
 )
 
@@ -156,12 +157,14 @@ def _copy_vma_fields(vma: Vma, start: int, end: int, pgoff: int) -> Vma:
     return new
 
 
-def split_vma(mm: MmStruct, vma: Vma, addr: int, new_below: bool) -> Vma | int:
-    """__split_vma(): cut vma at addr; the new VMA is the lower part if new_below.
+def split_vma(mm: MmStruct, vma: Vma, addr: int, new_below: bool,
+              check_limit: bool = True) -> Vma | int:
+    """split_vma(): cut vma at addr; the new VMA is the lower part if new_below.
 
-    Returns the new VMA, or -ENOMEM at the map-count limit.
+    Returns the new VMA, or -ENOMEM at the map-count limit. munmap passes
+    check_limit=False (the kernel's __split_vma): it checks once, up front.
     """
-    if mm.map_count >= mm.kmem.sysctl.max_map_count:
+    if check_limit and mm.map_count >= mm.kmem.sysctl.max_map_count:
         return -m.ENOMEM
     pages = (addr - vma.vm_start) >> mm.kmem.page_shift
     if new_below:
@@ -174,12 +177,29 @@ def split_vma(mm: MmStruct, vma: Vma, addr: int, new_below: bool) -> Vma | int:
     return new
 
 
-def is_mergeable_anon_vma(a: Vma | None, b: Vma | None, anon_a: object, anon_b: object,
-                          chain_vma: Vma | None) -> bool:
-    """is_mergeable_anon_vma(): equal anon_vmas, or one missing (and no fork history)."""
-    if anon_a is None or anon_b is None:
-        return chain_vma is None or len(chain_vma.anon_vma_chain) <= 1
-    return anon_a is anon_b
+def vma_had_uncowed_parents(vma: Vma | None) -> bool:
+    """vma_had_uncowed_parents(): an anon_vma inherited through fork (a chain of more than one)."""
+    return vma is not None and vma.anon_vma is not None and len(vma.anon_vma_chain) != 1
+
+
+def is_mergeable_anon_vma(tgt: Vma, src: Vma | None, src_anon: AnonVma | None) -> bool:
+    """is_mergeable_anon_vma() (mm/vma.c, as since Linux 6.16): may `tgt` absorb a range whose
+    anon_vma is `src_anon` (belonging to the existing VMA `src`, or to none for a new range)?
+
+    One side without an anon_vma takes the other's, unless that one was inherited
+    through fork; otherwise both must already share one.
+    """
+    tgt_anon = tgt.anon_vma
+    if tgt_anon is None and src_anon is not None:
+        return not vma_had_uncowed_parents(src)
+    if tgt_anon is not None and src_anon is None:
+        return not vma_had_uncowed_parents(tgt)
+    return src_anon is tgt_anon
+
+
+def anon_vmas_compatible(prev: Vma, nxt: Vma) -> bool:
+    """can_vma_merge_right()'s extra test when a merge joins prev and next into one."""
+    return prev.anon_vma is None or nxt.anon_vma is None or prev.anon_vma is nxt.anon_vma
 
 
 def is_mergeable_vma(vma: Vma, file: File | None, vm_flags: int, anon_name: str | None) -> bool:
@@ -188,21 +208,21 @@ def is_mergeable_vma(vma: Vma, file: File | None, vm_flags: int, anon_name: str 
             and vma.anon_name == anon_name)
 
 
-def _can_merge_after(prev: Vma, file: File | None, vm_flags: int, anon_vma: object,
-                     pgoff: int, anon_name: str | None, shift: int, middle: Vma | None) -> bool:
+def _can_merge_after(prev: Vma, file: File | None, vm_flags: int, src: Vma | None,
+                     src_anon: AnonVma | None, pgoff: int, anon_name: str | None,
+                     shift: int) -> bool:
     """can_vma_merge_after(): prev may absorb a range starting at its end with `pgoff`."""
     return (is_mergeable_vma(prev, file, vm_flags, anon_name)
-            and is_mergeable_anon_vma(prev, middle, prev.anon_vma, anon_vma,
-                                      middle if anon_vma is None else prev)
+            and is_mergeable_anon_vma(prev, src, src_anon)
             and prev.vm_pgoff + ((prev.vm_end - prev.vm_start) >> shift) == pgoff)
 
 
-def _can_merge_before(nxt: Vma, file: File | None, vm_flags: int, anon_vma: object,
-                      pgoff: int, npages: int, anon_name: str | None, middle: Vma | None) -> bool:
+def _can_merge_before(nxt: Vma, file: File | None, vm_flags: int, src: Vma | None,
+                      src_anon: AnonVma | None, pgoff: int, npages: int,
+                      anon_name: str | None) -> bool:
     """can_vma_merge_before(): next may absorb a range of npages ending at its start."""
     return (is_mergeable_vma(nxt, file, vm_flags, anon_name)
-            and is_mergeable_anon_vma(middle, nxt, anon_vma, nxt.anon_vma,
-                                      middle if anon_vma is None else nxt)
+            and is_mergeable_anon_vma(nxt, src, src_anon)
             and nxt.vm_pgoff == pgoff + npages)
 
 
@@ -216,28 +236,34 @@ def _absorb_anon(target: Vma, source: Vma | None) -> None:
 
 
 def vma_merge_new_range(mm: MmStruct, start: int, end: int, vm_flags: int, file: File | None,
-                        pgoff: int, anon_name: str | None = None) -> Vma | None:
-    """vma_merge_new_range(): extend a neighbour over a new empty range instead of a new VMA."""
+                        pgoff: int, anon_name: str | None = None, anon_src: Vma | None = None,
+                        just_expand: bool = False) -> Vma | None:
+    """vma_merge_new_range(): extend a neighbour over a new empty range instead of a new VMA.
+
+    `anon_src` is the VMA whose anon_vma the range carries (a move by mremap's
+    copy_vma); `just_expand` tries the previous VMA only (brk).
+    """
     if vm_flags & VM_SPECIAL:
         return None
     shift = mm.kmem.page_shift
     npages = (end - start) >> shift
-    nxt = mm.mm_rb.find_vma(start)
+    src_anon = anon_src.anon_vma if anon_src is not None else None
+    nxt = None if just_expand else mm.mm_rb.find_vma(start)
     if nxt is not None and nxt.vm_start != end:
         nxt = None
-    prev = mm.mm_rb.prev(nxt) if nxt is not None else mm.mm_rb.find_vma_prev(start)[1]
+    prev = mm.mm_rb.find_vma_prev(start)[1]
     if prev is not None and prev.vm_end != start:
         prev = None
-    merge_prev = prev is not None and _can_merge_after(prev, file, vm_flags, None, pgoff,
-                                                       anon_name, shift, None)
-    merge_next = nxt is not None and _can_merge_before(nxt, file, vm_flags, None, pgoff, npages,
-                                                       anon_name, None)
+    merge_prev = prev is not None and _can_merge_after(prev, file, vm_flags, None, src_anon,
+                                                       pgoff, anon_name, shift)
+    merge_next = nxt is not None and _can_merge_before(nxt, file, vm_flags, None, src_anon,
+                                                       pgoff, npages, anon_name)
     if merge_prev and merge_next:
         assert prev is not None and nxt is not None
-        if not is_mergeable_anon_vma(prev, nxt, prev.anon_vma, nxt.anon_vma, None):
-            merge_next = False
+        merge_next = anon_vmas_compatible(prev, nxt)
     if merge_prev and merge_next:
         assert prev is not None and nxt is not None
+        _absorb_anon(prev, anon_src)
         _absorb_anon(prev, nxt)
         end_all = nxt.vm_end
         remove_vma(mm, nxt)
@@ -245,10 +271,12 @@ def vma_merge_new_range(mm: MmStruct, start: int, end: int, vm_flags: int, file:
         return prev
     if merge_prev:
         assert prev is not None
+        _absorb_anon(prev, anon_src)
         vma_set_range(mm, prev, prev.vm_start, end, prev.vm_pgoff)
         return prev
     if merge_next:
         assert nxt is not None
+        _absorb_anon(nxt, anon_src)
         vma_set_range(mm, nxt, start, nxt.vm_end, pgoff)
         return nxt
     return None
@@ -269,15 +297,14 @@ def vma_modify(mm: MmStruct, vma: Vma, start: int, end: int, new_flags: int,
     nxt = mm.mm_rb.next(vma)
     if not new_flags & VM_SPECIAL:
         left = (start == vma.vm_start and prev is not None and prev.vm_end == start
-                and _can_merge_after(prev, file, new_flags, vma.anon_vma, pgoff, anon_name,
-                                     shift, vma))
+                and _can_merge_after(prev, file, new_flags, vma, vma.anon_vma, pgoff, anon_name,
+                                     shift))
         right = (end == vma.vm_end and nxt is not None and nxt.vm_start == end
-                 and _can_merge_before(nxt, file, new_flags, vma.anon_vma, pgoff, npages,
-                                       anon_name, vma))
+                 and _can_merge_before(nxt, file, new_flags, vma, vma.anon_vma, pgoff, npages,
+                                       anon_name))
         if left and right:
             assert prev is not None and nxt is not None
-            if not is_mergeable_anon_vma(prev, nxt, prev.anon_vma, nxt.anon_vma, None):
-                right = False
+            right = anon_vmas_compatible(prev, nxt)
         if left and right:
             assert prev is not None and nxt is not None
             _absorb_anon(prev, vma)
@@ -364,16 +391,13 @@ def do_munmap_range(mm: MmStruct, start: int, end: int) -> int:
     if vma is None or vma.vm_start >= end:
         return 0
     if start > vma.vm_start:
+        # map_count may go one over the limit while unmapping, never stay over it
         if end < vma.vm_end and mm.map_count >= mm.kmem.sysctl.max_map_count:
             return -m.ENOMEM
-        res = split_vma(mm, vma, start, new_below=True)
-        if isinstance(res, int):
-            return res
+        split_vma(mm, vma, start, new_below=True, check_limit=False)
     last = mm.mm_rb.find_vma(end - 1)
     if last is not None and last.vm_start < end < last.vm_end:
-        res = split_vma(mm, last, end, new_below=False)
-        if isinstance(res, int):
-            return res
+        split_vma(mm, last, end, new_below=False, check_limit=False)
     doomed = mm.mm_rb.range(start, end)
     shift = mm.kmem.page_shift
     for v in doomed:
@@ -564,13 +588,13 @@ def mmap_region(mm: MmStruct, file: File | None, addr: int, length: int, vm_flag
     if file is None and vm_flags & VM_SHARED:
         file = shmem_zero_setup(mm, length)
     vma: Vma | None = None
-    if mm.kmem.sysctl.mem_soft_dirty:
-        vm_flags |= VM_SOFTDIRTY
     if file is None or not file.inode.shmem:
         vma = vma_merge_new_range(mm, addr, end, vm_flags, file, pgoff)
     if vma is None:
         vma = Vma(addr, end, vm_flags, 0, pgoff, file)
         vma_link(mm, vma)
+    if mm.kmem.sysctl.mem_soft_dirty:
+        vma.vm_flags |= VM_SOFTDIRTY  # new or expanded, the area starts soft-dirty
     vma_set_page_prot(mm, vma)
     vm_stat_account(mm, vm_flags, npages)
     if vm_flags & VM_LOCKED:
@@ -594,16 +618,16 @@ def do_brk_flags(mm: MmStruct, addr: int, length: int, vm_flags: int) -> int:
         return -m.ENOMEM
     vm_flags |= VM_DATA_DEFAULT | VM_ACCOUNT | mm.def_flags
     prev = mm.mm_rb.find_vma_prev(addr)[1]
-    if (prev is not None and prev.vm_end == addr and not prev.vm_flags & VM_SPECIAL
-            and not (prev.vm_flags ^ vm_flags) & ~VM_SOFTDIRTY and prev.vm_file is None
-            and prev.anon_name is None):
-        vma_set_range(mm, prev, prev.vm_start, addr + length, prev.vm_pgoff)
-    else:
-        if mm.kmem.sysctl.mem_soft_dirty:
-            vm_flags |= VM_SOFTDIRTY
+    vma = None
+    if prev is not None and prev.vm_end == addr:
+        vma = vma_merge_new_range(mm, addr, addr + length, vm_flags, None, addr >> shift,
+                                  just_expand=True)
+    if vma is None:
         vma = Vma(addr, addr + length, vm_flags, 0, addr >> shift, None)
         vma_set_page_prot(mm, vma)
         vma_link(mm, vma)
+    if mm.kmem.sysctl.mem_soft_dirty:
+        vma.vm_flags |= VM_SOFTDIRTY
     vm_stat_account(mm, vm_flags, npages)
     if vm_flags & VM_LOCKED:
         mm.locked_vm += npages

@@ -13,6 +13,7 @@ from vmsim.mm import mman as m
 from vmsim.mm.gup import mm_populate
 from vmsim.mm.memory import present_pages
 from vmsim.mm.mmap import (
+    anon_vmas_compatible,
     do_munmap,
     do_munmap_range,
     get_unmapped_area,
@@ -93,10 +94,8 @@ def copy_vma(mm: MmStruct, vma: Vma, addr: int, length: int, pgoff: int) -> Vma:
     """copy_vma(): the destination VMA of a move, merged with neighbours when possible."""
     if vma.vm_file is None and vma.anon_vma is None:
         pgoff = addr >> mm.kmem.page_shift
-    merged = None
-    if vma.anon_vma is None:
-        merged = vma_merge_new_range(mm, addr, addr + length, vma.vm_flags, vma.vm_file, pgoff,
-                                     vma.anon_name)
+    merged = vma_merge_new_range(mm, addr, addr + length, vma.vm_flags, vma.vm_file, pgoff,
+                                 vma.anon_name, anon_src=vma)
     if merged is not None:
         return merged
     new = Vma(addr, addr + length, vma.vm_flags, vma.vm_page_prot, pgoff, vma.vm_file,
@@ -201,7 +200,7 @@ def _merge_with_next(mm: MmStruct, vma: Vma) -> None:
     shift = mm.kmem.page_shift
     if (nxt is not None and nxt.vm_start == vma.vm_end
             and is_mergeable_vma(nxt, vma.vm_file, vma.vm_flags, vma.anon_name)
-            and is_mergeable_anon_vma(vma, nxt, vma.anon_vma, nxt.anon_vma, None)
+            and is_mergeable_anon_vma(nxt, None, vma.anon_vma) and anon_vmas_compatible(vma, nxt)
             and nxt.vm_pgoff == vma.vm_pgoff + (vma.size >> shift)):
         end = nxt.vm_end
         if vma.anon_vma is None and nxt.anon_vma is not None:
