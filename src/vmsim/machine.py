@@ -24,6 +24,7 @@ from vmsim.mm.mm_struct import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MmStru
 from vmsim.mm.page import PG
 from vmsim.mm.pgtable import pgd_alloc, pte_tables, pte_view
 from vmsim.mm.physmem import parse_size
+from vmsim.mm.swapops import is_guard_pte_marker
 from vmsim.mm.vma import VmaTree
 
 STACK_RND_MASK = 0x3FFFFF  # arch/x86/include/asm/elf.h, 64-bit
@@ -157,6 +158,10 @@ def check_machine(machine: Machine) -> list[str]:
                 vma = tree.find_vma(addr)
                 if vma is None or vma.vm_start > addr:
                     errors.append(f"pid {proc.pid}: entry {entry:#x} at {addr:#x} outside any VMA")
+                if not mode.is_present(entry):
+                    if not is_guard_pte_marker(mode, entry):
+                        errors.append(f"pid {proc.pid}: unknown non-present entry {entry:#x} at {addr:#x}")
+                    continue
                 pfn = mode.entry_pfn(entry)
                 if entry & b.special:
                     if pfn != kmem.zero_pfn:

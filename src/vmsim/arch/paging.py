@@ -87,6 +87,13 @@ class PagingMode:
     table_flags: int
     va_bits: int
     protection_map: tuple[int, ...] = field(default=())
+    # Where a non-present entry keeps a swap entry (type, offset): the kernel's
+    # __swp_entry()/__swp_type()/__swp_offset(); x86 stores the offset inverted (L1TF).
+    swp_type_shift: int = 0
+    swp_type_bits: int = 0
+    swp_offset_shift: int = 0
+    swp_offset_bits: int = 0
+    swp_offset_inverted: bool = False
 
     # ---- derived geometry -------------------------------------------------
     @cached_property
@@ -150,6 +157,20 @@ class PagingMode:
 
     def make_entry(self, pfn: int, flags: int) -> int:
         return ((pfn << self.pfn_shift) & self.pfn_mask) | (flags & self.flags_mask)
+
+    def swp_entry_to_pte(self, swp_type: int, offset: int) -> int:
+        """A non-present entry holding swap entry (type, offset)."""
+        omask = (1 << self.swp_offset_bits) - 1
+        stored = (~offset if self.swp_offset_inverted else offset) & omask
+        return (swp_type << self.swp_type_shift) | (stored << self.swp_offset_shift)
+
+    def pte_swp_type(self, entry: int) -> int:
+        return (entry >> self.swp_type_shift) & ((1 << self.swp_type_bits) - 1)
+
+    def pte_swp_offset(self, entry: int) -> int:
+        omask = (1 << self.swp_offset_bits) - 1
+        stored = (entry >> self.swp_offset_shift) & omask
+        return (~stored & omask) if self.swp_offset_inverted else stored
 
     def is_present(self, entry: int) -> bool:
         """Linux's pte_present: hardware present, or PROT_NONE (present to the kernel only)."""

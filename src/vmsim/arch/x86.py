@@ -69,6 +69,13 @@ X86_64 = PagingMode(
     table_flags=_PAGE_TABLE,
     va_bits=48,
     protection_map=X86_PROTECTION_MAP,
+    # arch/x86/include/asm/pgtable_64.h: SWP_TYPE_BITS 5 at the top, the offset inverted
+    # from bit _PAGE_BIT_PROTNONE + 1 = 9 up to the type.
+    swp_type_shift=59,
+    swp_type_bits=5,
+    swp_offset_shift=9,
+    swp_offset_bits=50,
+    swp_offset_inverted=True,
 )
 
 # User address-space geometry for x86-64 (arch/x86/include/asm/page_64_types.h).

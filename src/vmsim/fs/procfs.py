@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from vmsim.mm.memory import present_pages
 from vmsim.mm.mm_struct import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS
 from vmsim.mm.page import PG
+from vmsim.mm.swapops import MAX_SWAPFILES_SHIFT, is_guard_pte_marker
 from vmsim.mm.vma import (
     VM_ACCOUNT,
     VM_ARCH_1,
@@ -68,6 +69,7 @@ VM_FLAG_MNEMONICS: tuple[tuple[int, str], ...] = tuple(sorted([
 PM_PFRAME_MASK = (1 << 55) - 1
 PM_SOFT_DIRTY = 1 << 55
 PM_MMAP_EXCLUSIVE = 1 << 56
+PM_GUARD_REGION = 1 << 58
 PM_FILE = 1 << 61
 PM_SWAP = 1 << 62
 PM_PRESENT = 1 << 63
@@ -247,10 +249,13 @@ def pagemap_entries(mm: MmStruct, start: int, npages: int) -> list[int]:
             hi = min(end, vma.vm_end)
             for a in range(lo, hi, ps):
                 out[(a - start) // ps] = PM_SOFT_DIRTY
-    for addr, entry in present_pages(kmem, mm, start, end):
+    for addr, entry in present_pages(kmem, mm, start, end, include_markers=True):
         i = (addr - start) // ps
         flags = out[i]
-        if entry & (b.present | b.protnone):
+        if is_guard_pte_marker(mode, entry):
+            frame = mode.pte_swp_type(entry) | (mode.pte_swp_offset(entry) << MAX_SWAPFILES_SHIFT)
+            flags |= PM_SWAP | PM_GUARD_REGION | (frame & PM_PFRAME_MASK)
+        elif entry & (b.present | b.protnone):
             pfn = mode.entry_pfn(entry)
             flags |= PM_PRESENT | (pfn & PM_PFRAME_MASK)
             if b.soft_dirty and entry & b.soft_dirty:

@@ -25,6 +25,7 @@ from vmsim.mm.rmap import (
     page_add_rmap,
     page_remove_rmap,
 )
+from vmsim.mm.swapops import is_guard_pte_marker
 from vmsim.mm.tlb import flush_tlb_range
 from vmsim.mm.vma import VM_EXEC, VM_GROWSDOWN, VM_LOCKED, VM_READ, VM_SHARED, VM_WRITE
 
@@ -155,8 +156,8 @@ def do_user_addr_fault(mm: MmStruct, address: int, access: int) -> FaultOutcome:
     if result:
         if result & VmFault.SIGBUS:
             return FaultOutcome(result, SIGBUS, BUS_ADRERR, address, kind)
-        if result & VmFault.SIGSEGV:
-            return FaultOutcome(result, SIGSEGV, SEGV_ACCERR, address, kind)
+        if result & VmFault.SIGSEGV:  # mm_fault_error() -> bad_area_nosemaphore()
+            return FaultOutcome(result, SIGSEGV, SEGV_MAPERR, address, kind)
     return FaultOutcome(result, 0, 0, address, kind)
 
 
@@ -213,6 +214,8 @@ def handle_pte_fault(mm: MmStruct, vma: Vma, address: int, pte_addr: int,
     if not entry & b.present:
         if entry & b.protnone:  # PROT_NONE entry in an accessible VMA cannot happen without NUMA
             raise AssertionError(f"handle_pte_fault: PROT_NONE entry at {address:#x} in {vma!r}")
+        if is_guard_pte_marker(mode, entry):
+            return VmFault.SIGSEGV, "guard"  # handle_pte_marker(): a guard region
         raise AssertionError(f"handle_pte_fault: swap entry {entry:#x} at {address:#x} (no swap yet)")
     if write and not entry & b.write:
         return do_wp_page(mm, vma, address, pte_addr, entry)

@@ -12,7 +12,9 @@ from vmsim.mm.gup import faultin_range
 from vmsim.mm.memory import present_pages, zap_pte_range
 from vmsim.mm.mmap import U64, offset_in_page, page_align, vma_modify
 from vmsim.mm.page import PG
-from vmsim.mm.pgtable import pte_offset
+from vmsim.mm.pgtable import pte_alloc, pte_offset
+from vmsim.mm.rmap import anon_vma_prepare
+from vmsim.mm.swapops import PTE_MARKER_GUARD, is_guard_pte_marker, make_pte_marker
 from vmsim.mm.truncate import punch_hole
 from vmsim.mm.vma import (
     VM_DONTCOPY,
@@ -44,6 +46,7 @@ VALID = {
     m.MADV_COLD, m.MADV_PAGEOUT, m.MADV_POPULATE_READ, m.MADV_POPULATE_WRITE,
     m.MADV_MERGEABLE, m.MADV_UNMERGEABLE, m.MADV_HUGEPAGE, m.MADV_NOHUGEPAGE, m.MADV_COLLAPSE,
     m.MADV_DONTDUMP, m.MADV_DODUMP, m.MADV_WIPEONFORK, m.MADV_KEEPONFORK,
+    m.MADV_GUARD_INSTALL, m.MADV_GUARD_REMOVE,
 }
 
 
@@ -110,6 +113,44 @@ def madvise_remove(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
     return 0
 
 
+def is_valid_guard_vma(vma: Vma, allow_locked: bool) -> bool:
+    """is_valid_guard_vma(): no guard regions in special or hugetlb areas (nor, to install, locked)."""
+    disallowed = VM_SPECIAL | VM_HUGETLB | (0 if allow_locked else VM_LOCKED)
+    return not vma.vm_flags & disallowed
+
+
+def madvise_guard_install(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
+    """MADV_GUARD_INSTALL (Linux 6.13): every page of the range becomes a guard marker.
+
+    Pages mapped there are zapped first; the area gets an anon_vma so fork
+    copies the markers. Any later access is SIGSEGV (SEGV_MAPERR).
+    """
+    if not is_valid_guard_vma(vma, allow_locked=False):
+        return -m.EINVAL
+    anon_vma_prepare(mm, vma)
+    zap_pte_range(mm, vma, start, end)
+    kmem = mm.kmem
+    marker = make_pte_marker(kmem.mode, PTE_MARKER_GUARD)
+    for addr in range(start, end, kmem.page_size):
+        slot = pte_alloc(kmem, mm, addr)
+        if slot < 0:
+            return -m.ENOMEM
+        kmem.phys.write_entry(slot, kmem.mode.entry_size, marker)
+    return 0
+
+
+def madvise_guard_remove(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
+    """MADV_GUARD_REMOVE: clear the guard markers of the range (allowed in locked areas)."""
+    if not is_valid_guard_vma(vma, allow_locked=True):
+        return -m.EINVAL
+    kmem = mm.kmem
+    es = kmem.mode.entry_size
+    for addr, entry in present_pages(kmem, mm, start, end, include_markers=True):
+        if is_guard_pte_marker(kmem.mode, entry):
+            kmem.phys.write_entry(pte_offset(kmem, mm.pgd, addr), es, 0)
+    return 0
+
+
 def madvise_vma_behavior(mm: MmStruct, vma: Vma, start: int, end: int, behavior: int) -> int:
     """madvise_vma_behavior(): one VMA's part of the range."""
     if behavior in (m.MADV_FREE, m.MADV_DONTNEED, m.MADV_DONTNEED_LOCKED):
@@ -118,6 +159,10 @@ def madvise_vma_behavior(mm: MmStruct, vma: Vma, start: int, end: int, behavior:
         return madvise_willneed(mm, vma, start, end)
     if behavior == m.MADV_REMOVE:
         return madvise_remove(mm, vma, start, end)
+    if behavior == m.MADV_GUARD_INSTALL:
+        return madvise_guard_install(mm, vma, start, end)
+    if behavior == m.MADV_GUARD_REMOVE:
+        return madvise_guard_remove(mm, vma, start, end)
     if behavior == m.MADV_COLLAPSE:
         return -m.EINVAL  # no transparent huge pages in vmsim: never THP-eligible
     if behavior in (m.MADV_COLD, m.MADV_PAGEOUT):
@@ -159,7 +204,9 @@ def madvise_vma_behavior(mm: MmStruct, vma: Vma, start: int, end: int, behavior:
     if flags == vma.vm_flags:
         return 0
     res = vma_modify(mm, vma, start, end, flags, vma.anon_name)
-    return res if isinstance(res, int) else 0
+    if isinstance(res, int):
+        return -m.EAGAIN if res == -m.ENOMEM else res  # "kernel resources temporarily unavailable"
+    return 0
 
 
 def madvise_walk_vmas(mm: MmStruct, start: int, end: int, behavior: int,

@@ -15,6 +15,7 @@ from vmsim.mm import filemap
 from vmsim.mm.mm_struct import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES
 from vmsim.mm.page import PG
 from vmsim.mm.pgtable import pte_alloc, pte_tables, pte_view
+from vmsim.mm.swapops import is_guard_pte_marker
 from vmsim.mm.tlb import flush_tlb_range
 from vmsim.mm.vma import VM_MAYWRITE, VM_SHARED
 
@@ -25,13 +26,15 @@ if TYPE_CHECKING:
     from vmsim.mm.vma import Vma
 
 
-def zap_pte_range(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
+def zap_pte_range(mm: MmStruct, vma: Vma, start: int, end: int,
+                  drop_markers: bool = False) -> int:
     """zap_pte_range(): clear every entry in [start, end) of vma; returns pages unmapped.
 
     Drops the map count and reference of each page (freeing pages with their
     last reference), moves a dirty bit from a shared file entry to its page,
     marks accessed pages referenced, and keeps the RSS counters and the
     machine's mapped-page gauges right. Works a whole table at a time.
+    Guard markers survive unless `drop_markers` (ZAP_FLAG_DROP_MARKER: munmap, exit).
     """
     kmem = mm.kmem
     mode = kmem.mode
@@ -50,11 +53,17 @@ def zap_pte_range(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
         nz = np.flatnonzero(part)
         if not nz.size:
             continue
-        cleared = True
         entries = part[nz]
+        present = (entries & kept) != 0
+        if not present.all():
+            for entry in entries[~present].tolist():
+                if not is_guard_pte_marker(mode, entry):
+                    raise AssertionError(f"zap_pte_range: swap entry {entry:#x} (no swap yet)")
+            if not drop_markers:
+                nz, entries = nz[present], entries[present]
         part[nz] = 0
-        if ((entries & kept) == 0).any():
-            raise AssertionError("zap_pte_range: swap entry found (vmsim has no swap yet)")
+        cleared = cleared or bool(nz.size)
+        entries = entries[(entries & kept) != 0]
         real = entries[(entries & special) == 0]
         if not real.size:
             continue
@@ -140,6 +149,12 @@ def copy_page_range(dst_mm: MmStruct, src_mm: MmStruct, dst_vma: Vma, src_vma: V
             return False
         dst_table = dst_entry - (((first_va >> mode.page_shift) & (mode.ptrs_per[-1] - 1)) * es)
         entries = part[nz]
+        present = (entries & dtype(b.present | b.protnone)) != 0
+        if not present.all():  # guard markers are copied as they are (copy_nonpresent_pte)
+            pte_view(kmem, dst_table)[i0 + nz[~present]] = entries[~present]
+            nz, entries = nz[present], entries[present]
+            if not nz.size:
+                continue
         if cow:
             if (entries & dtype(b.write)).any():
                 wrprotected = True
@@ -164,12 +179,20 @@ def copy_page_range(dst_mm: MmStruct, src_mm: MmStruct, dst_vma: Vma, src_vma: V
     return True
 
 
-def present_pages(kmem: Kmem, mm: MmStruct, start: int, end: int) -> list[tuple[int, int]]:
-    """(address, entry) of every non-empty entry in [start, end), in order."""
+def present_pages(kmem: Kmem, mm: MmStruct, start: int, end: int,
+                  include_markers: bool = False) -> list[tuple[int, int]]:
+    """(address, entry) of every present entry in [start, end), in order.
+
+    Present means pte_present() (PROTNONE included); `include_markers` adds
+    the non-present marker entries too (for moving page tables).
+    """
     mode = kmem.mode
+    kept = mode.bits.present | mode.bits.protnone
     out: list[tuple[int, int]] = []
     for table, i0, i1, base in pte_tables(kmem, mm.pgd, start, end):
         part = pte_view(kmem, table)[i0:i1]
         for i in np.flatnonzero(part).tolist():
-            out.append((base + (i0 + i) * mode.page_size, int(part[i])))
+            entry = int(part[i])
+            if include_markers or entry & kept:
+                out.append((base + (i0 + i) * mode.page_size, entry))
     return out

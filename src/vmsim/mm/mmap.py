@@ -370,7 +370,7 @@ def unmap_region(mm: MmStruct, vmas: list[Vma], start: int, end: int) -> None:
     shift = mm.kmem.page_shift
     for vma in vmas:
         lo, hi = max(start, vma.vm_start), min(end, vma.vm_end)
-        zap_pte_range(mm, vma, lo, hi)
+        zap_pte_range(mm, vma, lo, hi, drop_markers=True)
         if vma.vm_file is not None and vma.vm_flags & VM_SHARED:
             first = vma.linear_page_index(lo, shift)
             writeback_range(mm.kmem, vma.vm_file.inode, first, first + ((hi - lo) >> shift))

@@ -62,6 +62,9 @@ def change_protection(mm: MmStruct, vma: Vma, start: int, end: int) -> None:
         if not nz.size:
             continue
         old = part[nz]
+        present = (old & dtype(b.present | b.protnone)) != 0
+        if not present.all():  # markers are not pages: mprotect leaves them alone
+            nz, old = nz[present], old[present]
         new = (old & keep) | prot
         if try_writable:
             if vma.vm_flags & VM_SHARED:

@@ -77,7 +77,7 @@ def move_page_tables(mm: MmStruct, old_addr: int, new_addr: int, length: int) ->
     """move_page_tables(): carry every entry of [old, old+len) to new_addr; False on OOM."""
     kmem = mm.kmem
     es = kmem.mode.entry_size
-    moved = present_pages(kmem, mm, old_addr, old_addr + length)
+    moved = present_pages(kmem, mm, old_addr, old_addr + length, include_markers=True)
     for addr, entry in moved:
         dst = pte_alloc(kmem, mm, addr - old_addr + new_addr)
         if dst < 0:

@@ -1,0 +1,327 @@
+"""A Unicorn x86-64 CPU whose own MMU walks page tables kept in someone else's RAM.
+
+`X86Mmu` maps a host buffer (vmsim's RAM) at guest-physical address 0 with
+`mem_map_ptr`, so Unicorn reads and writes the very bytes vmsim owns: its
+page-table walker (QEMU's x86 MMU, `UC_TLB_CPU`) sees vmsim's entries and sets
+accessed/dirty bits in them, and data goes to and comes from vmsim's frames.
+
+The CPU runs in long mode with paging: CR0.PE|PG|WP, CR4.PAE (SMEP/SMAP off),
+EFER.LME|LMA|NXE, CR3 = the root table to test. Each probe executes one
+instruction, either at privilege level 3 (the default) or 0:
+
+* a user context is reached the way a kernel enters user mode: a flat GDT with
+  Linux's selectors (kernel CS 0x10/DS 0x18, user DS 0x2b, CS 0x33) and an
+  `iretq` run at CPL 0 from a stub page that Unicorn alone maps, far above the
+  RAM, while paging is still off. Paging is switched on afterwards with
+  register writes, so neither the GDT nor the stub need be in the tested
+  tables;
+* the CPU state of each privilege level is saved once and restored before
+  every probe, then CR3 is written, which flushes Unicorn's TLB (it is also
+  flushed explicitly), so every probe walks the tables afresh;
+* RFLAGS.TF is set, which makes QEMU translate exactly one instruction per
+  block: nothing beyond the probed instruction is fetched (a block running on
+  past the end of a page would fetch, and fault on, the next page);
+* before a fetch probe the translated-code cache is flushed too, since vmsim
+  writes RAM behind QEMU's back. The probe code of loads and stores never
+  changes, and its cached translation is still found by physical address
+  through the flushed TLB, that is through a fresh walk.
+
+Unicorn never delivers exceptions through an IDT: it calls `UC_HOOK_INTR`
+with the vector. CR2 is a readable register, but the page-fault error code
+exists only in the CPU state (QEMU's ``env->error_code``). A saved context is
+a copy of that state, so `error_code_offset` finds the field once by
+calibration: it raises ten faults whose error codes the architecture fixes
+(not present / protection, read / write / fetch, user / supervisor, and a #GP
+with error code 0), through tables built by hand here (not by vmsim), and
+requires exactly one 4-byte slot of the saved context to hold all ten values.
+Restoring the saved context before each probe also clears QEMU's record of the
+exception in flight, which would otherwise turn the next #PF into a #DF.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import struct
+from dataclasses import dataclass, field
+
+from unicorn import (
+    UC_ARCH_X86,
+    UC_CTL_IO_WRITE,
+    UC_CTL_TLB_FLUSH,
+    UC_HOOK_CODE,
+    UC_HOOK_INTR,
+    UC_MODE_64,
+    UC_PROT_ALL,
+    UC_TLB_CPU,
+    Uc,
+)
+from unicorn.x86_const import (
+    UC_X86_REG_CR0,
+    UC_X86_REG_CR2,
+    UC_X86_REG_CR3,
+    UC_X86_REG_CR4,
+    UC_X86_REG_CS,
+    UC_X86_REG_GDTR,
+    UC_X86_REG_RAX,
+    UC_X86_REG_RDI,
+    UC_X86_REG_RFLAGS,
+    UC_X86_REG_RIP,
+    UC_X86_REG_RSI,
+    UC_X86_REG_RSP,
+    UC_X86_REG_SS,
+)
+
+# Control registers and EFER (Intel SDM vol. 3, 2.5 and 2.2.1).
+CR0_WP = 1 << 16
+CR0_PG = 1 << 31
+CR4_PAE = 1 << 5
+CR4_SMEP = 1 << 20
+CR4_SMAP = 1 << 21
+MSR_EFER = 0xC000_0080
+EFER_NXE = 1 << 11
+
+RFLAGS_TF = 1 << 8
+
+# Exception vectors and page-fault error-code bits.
+VEC_DB = 1
+VEC_GP = 13
+VEC_PF = 14
+PF_PROT = 1
+PF_WRITE = 2
+PF_USER = 4
+PF_RSVD = 8
+PF_INSTR = 16
+
+# Linux's GDT slots: 2 kernel CS, 3 kernel DS, 5 user DS, 6 user CS (RPL 3).
+KERNEL_CS = 0x10
+KERNEL_DS = 0x18
+USER_DS = 0x2B
+USER_CS = 0x33
+
+#: Guest-physical page pair for the GDT, the iretq stub and its stack; Unicorn
+#: maps it itself, well above any RAM this harness is given.
+STUB_BASE = 0xE000_0000
+
+#: The probe instructions: ``mov rax, [rdi]`` at LOAD_OFF, ``mov [rdi], rsi`` at STORE_OFF.
+PROBE_CODE = bytes.fromhex("488b07" "488937")
+LOAD_OFF = 0
+STORE_OFF = 3
+
+# x86 entry bits the calibration tables use.
+_P, _RW, _US, _A, _D = 1, 2, 4, 0x20, 0x40
+_NX = 1 << 63
+
+
+def _segment(code: bool, dpl: int) -> bytes:
+    """A flat descriptor: 64-bit code (execute/read, L=1) or data (read/write)."""
+    access = 0x80 | (dpl << 5) | 0x10 | (0x0B if code else 0x03)  # P, DPL, S, type
+    flags = 0xA if code else 0xC  # G|L for code, G|D/B for data
+    return struct.pack("<HHBBBB", 0xFFFF, 0, 0, access, (flags << 4) | 0xF, 0)
+
+
+GDT = (bytes(16) + _segment(True, 0) + _segment(False, 0) + bytes(8)
+       + _segment(False, 3) + _segment(True, 3))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one probe came to: completed (vector None) or an exception."""
+
+    vector: int | None
+    cr2: int = 0
+    rax: int = 0
+    rip: int = 0
+    first_insn: int | None = None
+    context: bytes = field(default=b"", repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.vector is None
+
+    @property
+    def error_code(self) -> int:
+        """The exception's error code (meaningful for #PF and #GP)."""
+        assert self.context, "no exception was raised"
+        return struct.unpack_from("<i", self.context, error_code_offset())[0]
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"ok(rax={self.rax:#x})"
+        code = f" error={self.error_code:#x}" if self.context and _OFFSET else ""
+        return f"vector {self.vector} cr2={self.cr2:#x}{code}"
+
+
+class X86Mmu:
+    """A long-mode Unicorn CPU over `ram_size` bytes of host memory at `ram_address`.
+
+    `keepalive` is any object that owns the memory (it must outlive the CPU).
+    """
+
+    def __init__(self, ram_address: int, ram_size: int, keepalive: object = None) -> None:
+        self._keepalive = keepalive
+        uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        uc.ctl_set_tlb_mode(UC_TLB_CPU)
+        uc.mem_map_ptr(0, ram_size, UC_PROT_ALL, ram_address)
+        uc.mem_map(STUB_BASE, 0x2000, UC_PROT_ALL)
+        gdt = STUB_BASE + 0x1000
+        uc.mem_write(gdt, GDT)
+        uc.reg_write(UC_X86_REG_GDTR, (0, gdt, len(GDT) - 1, 0))
+        uc.mem_write(STUB_BASE, bytes.fromhex("48cf"))  # iretq
+        user_entry = STUB_BASE + 0x800
+        kstack = STUB_BASE + 0x1F00
+        uc.mem_write(kstack, struct.pack("<5Q", user_entry, USER_CS, 0x202, STUB_BASE + 0x1800,
+                                         USER_DS))
+        uc.reg_write(UC_X86_REG_RSP, kstack)
+        kernel = uc.context_save()
+        uc.emu_start(STUB_BASE, user_entry)
+        if (uc.reg_read(UC_X86_REG_CS), uc.reg_read(UC_X86_REG_SS)) != (USER_CS, USER_DS):
+            raise AssertionError("iretq did not reach user mode")
+        self._enable_paging(uc)
+        user = uc.context_save()
+        uc.context_restore(kernel)
+        self._enable_paging(uc)
+        kernel = uc.context_save()
+        self._contexts = {True: user, False: kernel}
+        self.uc = uc
+        self._fault: tuple[int, int, bytes] | None = None
+        self._first: int | None = None
+        self._stop_before_first = False
+        uc.hook_add(UC_HOOK_INTR, self._on_intr)
+        uc.hook_add(UC_HOOK_CODE, self._on_code)
+
+    @staticmethod
+    def _enable_paging(uc: Uc) -> None:
+        cr4 = uc.reg_read(UC_X86_REG_CR4)
+        uc.reg_write(UC_X86_REG_CR4, (cr4 | CR4_PAE) & ~(CR4_SMEP | CR4_SMAP))
+        uc.msr_write(MSR_EFER, uc.msr_read(MSR_EFER) | EFER_NXE)
+        uc.reg_write(UC_X86_REG_CR3, 0)
+        uc.reg_write(UC_X86_REG_CR0, uc.reg_read(UC_X86_REG_CR0) | CR0_PG | CR0_WP)
+
+    def _on_intr(self, uc: Uc, intno: int, _data: object) -> None:
+        if intno == VEC_DB:  # the single-step trap after a completed instruction
+            uc.emu_stop()
+            return
+        if self._fault is None:
+            self._fault = (intno, uc.reg_read(UC_X86_REG_CR2), bytes(uc.context_save()))
+        uc.emu_stop()
+
+    def _on_code(self, uc: Uc, address: int, _size: int, _data: object) -> None:
+        if self._first is None:
+            self._first = address
+        if self._stop_before_first:
+            uc.emu_stop()
+
+    def cpl(self, user: bool = True) -> int:
+        """The privilege level a probe with `user` runs at (CS.RPL of the saved context)."""
+        self.uc.context_restore(self._contexts[user])
+        return self.uc.reg_read(UC_X86_REG_CS) & 3
+
+    def control(self, user: bool = True) -> dict[str, int]:
+        """CR0, CR4 and EFER of the probe context (for the record)."""
+        self.uc.context_restore(self._contexts[user])
+        return {"cr0": self.uc.reg_read(UC_X86_REG_CR0), "cr4": self.uc.reg_read(UC_X86_REG_CR4),
+                "efer": self.uc.msr_read(MSR_EFER)}
+
+    def _run(self, cr3: int, begin: int, user: bool, regs: dict[int, int],
+             stop_before_first: bool = False, flush_code: bool = False) -> Outcome:
+        uc = self.uc
+        uc.context_restore(self._contexts[user])
+        uc.reg_write(UC_X86_REG_RFLAGS, RFLAGS_TF | 2)
+        for reg, value in regs.items():
+            uc.reg_write(reg, value)
+        uc.reg_write(UC_X86_REG_CR3, cr3)  # mov cr3 flushes the TLB ...
+        uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)  # ... and so does this, to be sure
+        if flush_code:
+            # vmsim writes RAM behind QEMU's back, so a cached translation of the
+            # instruction at `begin` could be stale. (Cached or not, the fetch
+            # still walks the tables: QEMU looks code up by physical address,
+            # through the flushed TLB.)
+            uc.ctl_flush_tb()
+        self._fault = None
+        self._first = None
+        self._stop_before_first = stop_before_first
+        uc.emu_start(begin, 0, count=1)
+        rax, rip = uc.reg_read(UC_X86_REG_RAX), uc.reg_read(UC_X86_REG_RIP)
+        if self._fault is not None:
+            vector, cr2, context = self._fault
+            return Outcome(vector, cr2, rax, rip, self._first, context)
+        return Outcome(None, 0, rax, rip, self._first)
+
+    def load(self, cr3: int, code_va: int, va: int, user: bool = True) -> Outcome:
+        """``mov rax, [va]`` executed from the probe code at `code_va`."""
+        out = self._run(cr3, code_va + LOAD_OFF, user, {UC_X86_REG_RDI: va, UC_X86_REG_RAX: 0})
+        assert not out.ok or out.rip == code_va + STORE_OFF, f"load did not complete: {out}"
+        return out
+
+    def store(self, cr3: int, code_va: int, va: int, value: int, user: bool = True) -> Outcome:
+        """``mov [va], rsi`` with rsi = `value`, executed from the probe code at `code_va`."""
+        out = self._run(cr3, code_va + STORE_OFF, user, {UC_X86_REG_RDI: va,
+                                                         UC_X86_REG_RSI: value})
+        assert not out.ok or out.rip == code_va + len(PROBE_CODE), f"store did not complete: {out}"
+        return out
+
+    def fetch(self, cr3: int, va: int, user: bool = True, execute: bool = False) -> Outcome:
+        """Jump to `va`: the instruction there is fetched and decoded.
+
+        With `execute` False it is stopped before it runs (the fetch alone is
+        probed); with `execute` True it runs (rax is reset to 0 first).
+        """
+        out = self._run(cr3, va, user, {UC_X86_REG_RAX: 0}, stop_before_first=not execute,
+                        flush_code=True)
+        assert not out.ok or out.first_insn == va, f"fetch at {va:#x} did not reach it: {out}"
+        return out
+
+
+def _host_address(buf: mmap.mmap) -> int:
+    return ctypes.addressof(ctypes.c_char.from_buffer(buf))
+
+
+_OFFSET: list[int] = []
+
+
+def error_code_offset() -> int:
+    """The offset of the error code in `Uc.context_save()` bytes, found by calibration.
+
+    Hand-made tables (PML4 0x1000, PDPT 0x2000, PD 0x3000, PT 0x4000) map at
+    VA 0x400000: the probe code (user, read-only, executable), then a user
+    read-only no-execute page, a supervisor read/write page and a hole.
+    """
+    if _OFFSET:
+        return _OFFSET[0]
+    size = 0x10000
+    ram = mmap.mmap(-1, size)
+    q = memoryview(ram).cast("Q")
+    table = _P | _RW | _US | _A | _D
+    q[0x1000 // 8] = 0x2000 | table
+    q[0x2000 // 8] = 0x3000 | table
+    q[0x3000 // 8 + 2] = 0x4000 | table
+    q[0x4000 // 8 + 0] = 0x5000 | _P | _US | _A
+    q[0x4000 // 8 + 1] = 0x6000 | _P | _US | _A | _NX
+    q[0x4000 // 8 + 2] = 0x7000 | _P | _RW | _A | _D
+    q.release()
+    ram[0x5000:0x5000 + len(PROBE_CODE)] = PROBE_CODE
+    cpu = X86Mmu(_host_address(ram), size, keepalive=ram)
+    code, ro_nx, kpage, hole = 0x400000, 0x401000, 0x402000, 0x403000
+    cases = [
+        (cpu.load(0x1000, code, hole), VEC_PF, PF_USER),
+        (cpu.store(0x1000, code, hole, 1), VEC_PF, PF_USER | PF_WRITE),
+        (cpu.store(0x1000, code, ro_nx, 1), VEC_PF, PF_USER | PF_WRITE | PF_PROT),
+        (cpu.load(0x1000, code, kpage), VEC_PF, PF_USER | PF_PROT),
+        (cpu.fetch(0x1000, ro_nx), VEC_PF, PF_USER | PF_INSTR | PF_PROT),
+        (cpu.fetch(0x1000, hole), VEC_PF, PF_USER | PF_INSTR),
+        (cpu.store(0x1000, code, hole, 1, user=False), VEC_PF, PF_WRITE),
+        (cpu.store(0x1000, code, ro_nx, 1, user=False), VEC_PF, PF_WRITE | PF_PROT),
+        (cpu.load(0x1000, code, hole, user=False), VEC_PF, 0),
+        (cpu.load(0x1000, code, 1 << 60), VEC_GP, 0),
+    ]
+    for out, vector, _ in cases:
+        if out.vector != vector:
+            raise AssertionError(f"calibration fault {out} is not vector {vector}")
+    n = len(cases[0][0].context)
+    offsets = [off for off in range(0, n - 3, 4)
+               if all(struct.unpack_from("<i", out.context, off)[0] == code for out, _, code in cases)]
+    if len(offsets) != 1:
+        raise AssertionError(f"error-code calibration: {len(offsets)} candidate slots {offsets[:8]}")
+    _OFFSET.append(offsets[0])
+    return offsets[0]
