@@ -37,6 +37,7 @@ import pytest
 from tests.arch.unicorn_x86 import (
     PF_INSTR,
     PF_PROT,
+    PF_RSVD,
     PF_USER,
     PF_WRITE,
     PROBE_CODE,
@@ -509,6 +510,28 @@ def test_large_leaves_2m_and_1g(rig: Rig) -> None:
     assert rig.crosscheck(p, va1g + block + 0x1238, "fetch").out.ok
     for step in saved:
         rig.phys.write_entry(step.entry_addr, 8, step.entry)
+    kmem.buddy.free_pages(pfn, 9)
+
+
+def test_misaligned_large_leaf_is_a_reserved_bit_fault(rig: Rig) -> None:
+    """A 2 MiB leaf whose frame field has a bit set below 2 MiB (other than PAT, bit 12)
+    is malformed: the MMU raises #PF with RSVD, and vmsim's translate says the same."""
+    p = rig.spawn()
+    kmem = rig.kmem
+    pfn = kmem.buddy.alloc_pages(9)
+    assert pfn is not None
+    va = 0x4000_0000
+    assert pte_alloc(kmem, p.mm, va) >= 0
+    step = walk(MODE, rig.phys, p.mm.pgd, va).steps[2]
+    for bit, faults in ((13, True), (20, True), (12, False)):  # 12 is PAT, not reserved
+        leaf = MODE.make_entry(pfn, _PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_PSE) | (1 << bit)
+        rig.phys.write_entry(step.entry_addr, 8, leaf)
+        pr = rig.crosscheck(p, va + 0x40, "load")
+        if faults:
+            assert pr.out.error_code == PF_PROT | PF_USER | PF_RSVD
+        else:
+            assert pr.out.ok
+    rig.phys.write_entry(step.entry_addr, 8, step.entry)
     kmem.buddy.free_pages(pfn, 9)
 
 

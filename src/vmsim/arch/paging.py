@@ -64,6 +64,7 @@ class PteBits:
     special: int = 0
     soft_dirty: int = 0
     protnone: int = 0
+    huge_pat: int = 0  # the PAT bit of a large-page leaf (x86 bit 12); the bits above it are reserved
 
 
 @dataclass(frozen=True)
@@ -134,11 +135,17 @@ class PagingMode:
         """Everything `translate` reads, in one tuple (one lookup on the hot path)."""
         b = self.bits
         last = len(self.levels) - 1
-        steps = tuple((self.shifts[i], self.ptrs_per[i] - 1, i == last or self.levels[i].leaf_ok)
-                      for i in range(last + 1))
+        steps = tuple((self.shifts[i], self.ptrs_per[i] - 1, i == last or self.levels[i].leaf_ok,
+                       self.huge_reserved(i)) for i in range(last + 1))
         return (self.entry_size, b.present, b.write, b.user, b.nx, b.huge, b.accessed, b.dirty,
                 steps, last, self.pfn_mask, self.pfn_shift, self.page_shift, self.page_size,
                 self.va_bits - 1, self._canonical_top)
+
+    def huge_reserved(self, level: int) -> int:
+        """Frame-field bits a large-page leaf at `level` must keep clear (below its alignment)."""
+        if level == len(self.levels) - 1 or not self.levels[level].leaf_ok:
+            return 0
+        return ((1 << self.shifts[level]) - 1) & self.pfn_mask & ~self.bits.huge_pat
 
     def index(self, level: int, va: int) -> int:
         """The index of `va` in a table of level `level` (0 = top)."""
@@ -302,7 +309,7 @@ def translate(mode: PagingMode, mem: PhysAccess, root: int, va: int, access: int
     noexec = False
     stale: list[tuple[int, int]] = []  # upper-level entries without the accessed bit
     lvl = 0
-    for shift, mask, leaf_ok in steps:
+    for shift, mask, leaf_ok, reserved in steps:
         addr = table + ((va >> shift) & mask) * es
         entry = q[addr >> 3] if q is not None else mem.read_entry(addr, es)
         if not entry & present:
@@ -314,6 +321,8 @@ def translate(mode: PagingMode, mem: PhysAccess, root: int, va: int, access: int
         if entry & nx:
             noexec = True
         if lvl == last or (leaf_ok and entry & huge):
+            if lvl < last and entry & reserved:
+                return -1, err | _PF_PROT | _PF_RSVD  # a misaligned large-page frame
             if (user and not user_ok) or (write and not writable) or (
                     access & _ACC_EXEC and noexec):
                 return -1, err | _PF_PROT
@@ -338,3 +347,4 @@ _PF_PROT = int(MmuFault.PROT)
 _PF_WRITE = int(MmuFault.WRITE)
 _PF_USER = int(MmuFault.USER)
 _PF_INSTR = int(MmuFault.INSTR)
+_PF_RSVD = int(MmuFault.RSVD)

@@ -23,6 +23,7 @@ _PAGE_SPECIAL = 1 << 9  # _PAGE_BIT_SOFTW1
 _PAGE_SOFT_DIRTY = 1 << 11  # _PAGE_BIT_SOFTW3
 _PAGE_NX = 1 << 63
 _PAGE_PROTNONE = _PAGE_GLOBAL
+_PAGE_PAT_LARGE = 1 << 12  # PAT bit position in a 2 MiB / 1 GiB leaf
 
 # _PAGE_TABLE: what Linux writes into a PGD/P4D/PUD/PMD entry pointing at a table.
 _PAGE_TABLE = _PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_ACCESSED | _PAGE_DIRTY
@@ -49,6 +50,7 @@ X86_BITS = PteBits(
     present=_PAGE_PRESENT, write=_PAGE_RW, user=_PAGE_USER, accessed=_PAGE_ACCESSED,
     dirty=_PAGE_DIRTY, huge=_PAGE_PSE, nx=_PAGE_NX, global_=_PAGE_GLOBAL, pwt=_PAGE_PWT,
     pcd=_PAGE_PCD, special=_PAGE_SPECIAL, soft_dirty=_PAGE_SOFT_DIRTY, protnone=_PAGE_PROTNONE,
+    huge_pat=_PAGE_PAT_LARGE,
 )
 
 # x86-64 4-level paging: PGD 9 / PUD 9 / PMD 9 / PTE 9 + 12 (P4D folded).

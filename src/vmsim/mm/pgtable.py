@@ -62,12 +62,12 @@ def pte_offset(kmem: Kmem, root: int, va: int) -> int:
      _ps, _sign, _top) = kmem.mode.walk_consts
     read = kmem.phys.read_entry
     table = root
-    for shift, mask, leaf_ok in steps[:last]:
+    for shift, mask, leaf_ok, _rsvd in steps[:last]:
         entry = read(table + ((va >> shift) & mask) * es, es)
         if not entry & present or (leaf_ok and entry & huge):
             return -1
         table = (entry & pfn_mask) >> pfn_shift << page_shift
-    shift, mask, _ = steps[last]
+    shift, mask, _, _ = steps[last]
     return table + ((va >> shift) & mask) * es
 
 
@@ -80,7 +80,7 @@ def pte_alloc(kmem: Kmem, mm: MmStruct, va: int) -> int:
     read = phys.read_entry
     table = mm.pgd
     for lvl in range(last):
-        shift, mask, leaf_ok = steps[lvl]
+        shift, mask, leaf_ok, _rsvd = steps[lvl]
         addr = table + ((va >> shift) & mask) * es
         entry = read(addr, es)
         if not entry & present:
@@ -92,7 +92,7 @@ def pte_alloc(kmem: Kmem, mm: MmStruct, va: int) -> int:
         elif leaf_ok and entry & huge:
             raise AssertionError(f"pte_alloc: {va:#x} is inside a large-page leaf")
         table = (entry & pfn_mask) >> pfn_shift << page_shift
-    shift, mask, _ = steps[last]
+    shift, mask, _, _ = steps[last]
     return table + ((va >> shift) & mask) * es
 
 
