@@ -87,7 +87,7 @@ class FaultOutcome(NamedTuple):
 
     @property
     def ok(self) -> bool:
-        return not self.result.is_error and not self.signo
+        return not self.signo and not int(self.result) & VM_FAULT_ERROR
 
 
 def access_error(access: int, vma: Vma) -> bool:

@@ -37,6 +37,7 @@ def zap_pte_range(mm: MmStruct, vma: Vma, start: int, end: int,
     Guard markers survive unless `drop_markers` (ZAP_FLAG_DROP_MARKER: munmap, exit).
     """
     kmem = mm.kmem
+    mm.update_hiwater_rss()
     mode = kmem.mode
     b = mode.bits
     es = mode.entry_size
@@ -96,15 +97,15 @@ def zap_pte_range(mm: MmStruct, vma: Vma, start: int, end: int,
 
 
 def _add_counts(mem_map: MemMap, pfns: np.ndarray, delta: int) -> np.ndarray:
-    """Add delta to the map and reference counts of pfns (which may repeat); returns them unique."""
-    uniq = np.unique(pfns)
-    if len(uniq) == len(pfns):
-        mem_map.mapcount[uniq] += delta
-        mem_map.refcount[uniq] += delta
-    else:
-        np.add.at(mem_map.mapcount, pfns, delta)
-        np.add.at(mem_map.refcount, pfns, delta)
-    return uniq
+    """Add delta to the map and reference counts of the frames of one VMA's entries.
+
+    Within one VMA a frame is mapped at most once (an anonymous page has one
+    address per mm, a file page one per VMA), so fancy indexing is exact;
+    machine.check() verifies the resulting counts.
+    """
+    mem_map.mapcount[pfns] += delta
+    mem_map.refcount[pfns] += delta
+    return pfns
 
 
 def is_cow_mapping(vm_flags: int) -> bool:
@@ -172,8 +173,6 @@ def copy_page_range(dst_mm: MmStruct, src_mm: MmStruct, dst_vma: Vma, src_vma: V
         dst_mm.rss_stat[MM_ANONPAGES] += anon
         dst_mm.rss_stat[MM_SHMEMPAGES] += shmem
         dst_mm.rss_stat[MM_FILEPAGES] += len(pfns) - anon - shmem
-    if dst_mm.get_mm_rss() > dst_mm.hiwater_rss:
-        dst_mm.hiwater_rss = dst_mm.get_mm_rss()
     if wrprotected:
         flush_tlb_range(src_mm, src_vma.vm_start, src_vma.vm_end)
     return True

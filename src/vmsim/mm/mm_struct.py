@@ -84,11 +84,14 @@ class MmStruct:
         return self.rss_stat[member]
 
     def add_mm_counter(self, member: int, value: int) -> None:
+        """add_mm_counter(); the RSS high-water mark is caught up lazily (update_hiwater_rss)."""
         self.rss_stat[member] += value
-        if value > 0:
-            rss = self.get_mm_rss()
-            if rss > self.hiwater_rss:
-                self.hiwater_rss = rss
+
+    def update_hiwater_rss(self) -> None:
+        """update_hiwater_rss(): called before RSS can drop (unmap, zap, exit)."""
+        rss = self.get_mm_rss()
+        if rss > self.hiwater_rss:
+            self.hiwater_rss = rss
 
     def get_mm_rss(self) -> int:
         """get_mm_rss(): file + anon + shmem pages mapped (not swap)."""
