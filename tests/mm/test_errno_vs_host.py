@@ -152,6 +152,27 @@ CASES: list[Case] = [
         lambda s, f: file_map(s, f, "O_RDWR", RW, "MAP_PRIVATE|MAP_FIXED|MAP_SYNC"),
         ret("EOPNOTSUPP"),
     ),
+    Case("mmap-droppable-anon-ok", lambda s, f: s.mmap(A, P, RW, "MAP_DROPPABLE|MAP_ANONYMOUS|MAP_FIXED"), at(A)),
+    Case(
+        "mmap-droppable-locked",
+        lambda s, f: s.mmap(A, P, RW, "MAP_DROPPABLE|MAP_ANONYMOUS|MAP_FIXED|MAP_LOCKED"),
+        ret("EINVAL"),
+    ),
+    Case(
+        "mmap-droppable-growsdown",
+        lambda s, f: s.mmap(A, P, RW, "MAP_DROPPABLE|MAP_ANONYMOUS|MAP_FIXED|MAP_GROWSDOWN"),
+        ret("EINVAL"),
+    ),
+    Case(
+        "madvise-keeponfork-droppable",
+        lambda s, f: s.mmap(A, P, RW, "MAP_DROPPABLE|MAP_ANONYMOUS|MAP_FIXED").madvise(A, P, "MADV_KEEPONFORK"),
+        ret("EINVAL"),
+    ),
+    Case(
+        "mlock-droppable-is-a-no-op",
+        lambda s, f: s.mmap(A, P, RW, "MAP_DROPPABLE|MAP_ANONYMOUS|MAP_FIXED").mlock(A, P),
+        OK,
+    ),
     Case("mmap-prot-unknown-bit-ignored", lambda s, f: s.mmap(A, P, 0x10, PAF), at(A)),
     Case(
         "mmap-no-fd-without-anon",

@@ -121,3 +121,15 @@ def test_mlock_accounting_and_limit(machine: Machine) -> None:
     p.mm.rlimits.memlock = 0
     assert p.mlock(a, PS) == -m.EPERM
     machine.check()
+
+
+def test_map_droppable_flags_and_fork(machine: Machine) -> None:
+    p = machine.spawn()
+    a = p.mmap(None, 2 * PS, "rw-", m.MAP_DROPPABLE | m.MAP_ANONYMOUS)
+    assert a > 0 and p.store(a, b"cache")
+    assert "VmFlags: rd wr mr mw me nr wf dd sd dp \n" in p.smaps()
+    assert p.mlock(a, PS) == 0 and p.mm.locked_vm == 0  # droppable memory is never locked
+    c = p.fork()
+    assert not isinstance(c, int)
+    assert c.load(a, 5) == bytes(5)  # wiped on fork
+    machine.check()

@@ -20,6 +20,7 @@ from vmsim.mm.vma import (
     VM_DONTCOPY,
     VM_DONTDUMP,
     VM_DONTEXPAND,
+    VM_DROPPABLE,
     VM_EXEC,
     VM_GROWSDOWN,
     VM_HUGEPAGE,
@@ -63,7 +64,7 @@ VM_FLAG_MNEMONICS: tuple[tuple[int, str], ...] = tuple(sorted([
     (VM_ACCOUNT, "ac"), (VM_NORESERVE, "nr"), (VM_HUGETLB, "ht"), (VM_SYNC, "sf"),
     (VM_ARCH_1, "ar"), (VM_WIPEONFORK, "wf"), (VM_DONTDUMP, "dd"), (VM_SOFTDIRTY, "sd"),
     (VM_MIXEDMAP, "mm"), (VM_HUGEPAGE, "hg"), (VM_NOHUGEPAGE, "nh"), (VM_MERGEABLE, "mg"),
-    (VM_UFFD_MISSING, "um"), (VM_UFFD_WP, "uw"),
+    (VM_UFFD_MISSING, "um"), (VM_UFFD_WP, "uw"), (VM_DROPPABLE, "dp"),
 ]))
 
 PM_PFRAME_MASK = (1 << 55) - 1

@@ -19,6 +19,7 @@ from vmsim.mm.truncate import punch_hole
 from vmsim.mm.vma import (
     VM_DONTCOPY,
     VM_DONTDUMP,
+    VM_DROPPABLE,
     VM_HUGEPAGE,
     VM_HUGETLB,
     VM_IO,
@@ -185,11 +186,13 @@ def madvise_vma_behavior(mm: MmStruct, vma: Vma, start: int, end: int, behavior:
             return -m.EINVAL
         flags |= VM_WIPEONFORK
     elif behavior == m.MADV_KEEPONFORK:
+        if flags & VM_DROPPABLE:
+            return -m.EINVAL
         flags &= ~VM_WIPEONFORK
     elif behavior == m.MADV_DONTDUMP:
         flags |= VM_DONTDUMP
     elif behavior == m.MADV_DODUMP:
-        if flags & VM_SPECIAL:
+        if flags & (VM_SPECIAL | VM_DROPPABLE):
             return -m.EINVAL
         flags &= ~VM_DONTDUMP
     elif behavior == m.MADV_MERGEABLE:

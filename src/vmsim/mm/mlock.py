@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from vmsim.mm import mman as m
 from vmsim.mm.gup import mm_populate
 from vmsim.mm.mmap import U64, can_do_mlock, offset_in_page, page_align, vma_modify
-from vmsim.mm.vma import VM_LOCKED, VM_LOCKED_MASK, VM_LOCKONFAULT, VM_SPECIAL
+from vmsim.mm.vma import VM_DROPPABLE, VM_LOCKED, VM_LOCKED_MASK, VM_LOCKONFAULT, VM_SPECIAL
 
 if TYPE_CHECKING:
     from vmsim.mm.mm_struct import MmStruct
@@ -18,8 +18,8 @@ def mlock_fixup(mm: MmStruct, start: int, end: int, newflags: int) -> int:
     vma = mm.mm_rb.find_vma(start)
     assert vma is not None
     old = vma.vm_flags
-    if newflags == old or old & VM_SPECIAL:
-        return 0
+    if newflags == old or old & (VM_SPECIAL | VM_DROPPABLE):
+        return 0  # special and droppable areas are never locked (nor counted)
     res = vma_modify(mm, vma, start, end, newflags, vma.anon_name)
     if isinstance(res, int):
         return res

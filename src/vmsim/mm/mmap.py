@@ -23,6 +23,8 @@ from vmsim.mm.memory import zap_pte_range
 from vmsim.mm.pgtable import free_pgtables, pgd_free, vm_get_page_prot
 from vmsim.mm.vma import (
     VM_ACCOUNT,
+    VM_DONTDUMP,
+    VM_DROPPABLE,
     VM_EXEC,
     VM_GROWSDOWN,
     VM_LOCKED,
@@ -39,6 +41,7 @@ from vmsim.mm.vma import (
     VM_SPECIAL,
     VM_STACK,
     VM_SYNC,
+    VM_WIPEONFORK,
     VM_WRITE,
     AnonVma,
     Vma,
@@ -543,10 +546,15 @@ def do_mmap(mm: MmStruct, file: File | None, addr: int, length: int, prot: int, 
             return -m.EINVAL, 0
         pgoff = 0
         vm_flags |= VM_SHARED | VM_MAYSHARE
-    elif map_type == m.MAP_PRIVATE:
+    elif map_type in (m.MAP_PRIVATE, m.MAP_DROPPABLE):
+        if map_type == m.MAP_DROPPABLE:
+            if flags & (m.MAP_LOCKED | m.MAP_HUGETLB) or vm_flags & VM_GROWSDOWN:
+                return -m.EINVAL, 0
+            # never charged, never dumped, not inherited: the contents are disposable
+            vm_flags |= VM_DROPPABLE | VM_NORESERVE | VM_WIPEONFORK | VM_DONTDUMP
         pgoff = addr >> shift
     else:
-        return -m.EINVAL, 0  # MAP_SHARED_VALIDATE and MAP_DROPPABLE are not for anonymous memory here
+        return -m.EINVAL, 0  # MAP_SHARED_VALIDATE is not for anonymous memory
     if flags & m.MAP_NORESERVE and mm.kmem.sysctl.overcommit_memory != 2:
         vm_flags |= VM_NORESERVE
     result = mmap_region(mm, file, addr, length, vm_flags, pgoff)
