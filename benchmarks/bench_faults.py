@@ -70,7 +70,7 @@ def _touch(p: Process, pages: int, data: bytes) -> float:
 def vmsim_anon(pages: int) -> dict[str, float]:
     """Seconds per fault (cold: first mapping of a new machine; warm: the next one) and per
     store that does not fault (a second pass over the warm mapping)."""
-    m = Machine(memory="128M", seed=1)
+    m = Machine(memory="128M", seed=1, prefault=True)
     p = m.spawn()
     cold = _touch(p, pages, b"x")
     first = p.mm.mm_rb.first()
@@ -255,7 +255,7 @@ def main() -> None:
 
 def profile_anon(pages: int) -> None:
     """cProfile the warm fault pass, then the non-faulting pass, without the setup."""
-    m = Machine(memory="128M", seed=1)
+    m = Machine(memory="128M", seed=1, prefault=True)
     p = m.spawn()
     _touch(p, pages, b"x")
     first = p.mm.mm_rb.first()

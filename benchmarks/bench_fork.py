@@ -47,7 +47,7 @@ MADV_POPULATE_WRITE = 23
 
 
 def new_machine() -> Machine:
-    m = Machine(memory="1G", seed=1)
+    m = Machine(memory="1G", seed=1, prefault=True)
     # Back all of the simulated RAM with host memory now, not in a timed section (vmsim's
     # PhysMem may already map it MAP_POPULATE; then this costs nothing).
     with contextlib.suppress(OSError, AttributeError):  # before Linux 5.14: EINVAL

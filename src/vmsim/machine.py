@@ -36,14 +36,16 @@ class Machine:
 
     `memory` is RAM size ("256M"); `seed` drives address-space
     randomisation (`aslr=False` turns it off); `root` is the host directory
-    that guests see as "/" (nothing outside it is reachable).
+    that guests see as "/" (nothing outside it is reachable); `prefault`
+    backs all of RAM with host memory at once (for benchmarks).
     """
 
     def __init__(self, arch: str = "x86_64", memory: int | str = "256M", seed: int = 1,
-                 root: str | os.PathLike[str] | None = None, aslr: bool = True) -> None:
+                 root: str | os.PathLike[str] | None = None, aslr: bool = True,
+                 prefault: bool = False) -> None:
         self.mode = get_mode(arch)
         self.events = EventBus()
-        self.kmem = Kmem(self.mode, parse_size(memory), self.events)
+        self.kmem = Kmem(self.mode, parse_size(memory), self.events, prefault)
         self.vfs = Vfs(self.kmem, root)
         self.procfs = ProcFs(self)
         self.seed = seed

@@ -36,11 +36,12 @@ class Sysctl:
 class Kmem:
     """RAM + struct pages + allocator + paging mode + counters."""
 
-    def __init__(self, mode: PagingMode, memory: int, events: EventBus | None = None) -> None:
+    def __init__(self, mode: PagingMode, memory: int, events: EventBus | None = None,
+                 prefault: bool = False) -> None:
         self.mode = mode
         self.page_size = mode.page_size
         self.page_shift = mode.page_shift
-        self.phys = PhysMem(memory, mode.page_size)
+        self.phys = PhysMem(memory, mode.page_size, prefault)
         self.nr_frames = memory // mode.page_size
         if self.nr_frames < 16:
             raise ValueError(f"Kmem: {memory} bytes is too little RAM (need 16 pages)")

@@ -167,6 +167,8 @@ def madvise_vma_behavior(mm: MmStruct, vma: Vma, start: int, end: int, behavior:
     if behavior == m.MADV_COLLAPSE:
         return -m.EINVAL  # no transparent huge pages in vmsim: never THP-eligible
     if behavior in (m.MADV_COLD, m.MADV_PAGEOUT):
+        if vma.vm_flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB):  # can_madv_lru_vma()
+            return -m.EINVAL
         return 0  # reclaim hints; vmsim has no reclaim yet, so there is nothing to deactivate
     flags = vma.vm_flags
     if behavior == m.MADV_NORMAL:

@@ -30,15 +30,16 @@ def parse_size(size: int | str) -> int:
 class PhysMem:
     """RAM of `size` bytes, page-aligned, zero-filled at boot."""
 
-    def __init__(self, size: int, page_size: int = 4096) -> None:
+    def __init__(self, size: int, page_size: int = 4096, prefault: bool = False) -> None:
         if size <= 0 or size % page_size:
             raise ValueError(f"PhysMem: size {size} is not a positive multiple of {page_size}")
         self.size = size
         self.page_size = page_size
-        # MAP_POPULATE: the host backs all of RAM up front, so a simulated page fault
-        # never pays for a host page fault on first touch of its frame.
-        self.buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
-                             | getattr(mmap, "MAP_POPULATE", 0))
+        # prefault (MAP_POPULATE) makes the host back all of RAM up front, so a simulated
+        # fault never pays for a host fault on the first touch of its frame; it costs the
+        # whole RAM size in host memory at once, so it is off by default.
+        populate = getattr(mmap, "MAP_POPULATE", 0) if prefault else 0
+        self.buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
         self.mv = memoryview(self.buf)
         self.q = self.mv.cast("Q")
         self.l = self.mv.cast("I")
