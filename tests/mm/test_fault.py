@@ -138,3 +138,13 @@ def test_mincore_reports_resident_pages(machine: Machine) -> None:
     assert p.mincore(a + 1, PS) == -m.EINVAL
     p.munmap(a + 3 * PS, PS)
     assert p.mincore(a, 4 * PS) == -m.ENOMEM
+
+
+def test_non_canonical_address_is_general_protection(machine: Machine) -> None:
+    p = machine.spawn()
+    assert p.load(0x8000_0000_0000) is None
+    assert p.siginfo is not None and (p.siginfo.signo, p.siginfo.code, p.siginfo.addr) == (11, 0x80, 0)
+    assert "general protection fault" in machine.kernel_log[-1]
+    q = machine.spawn()
+    assert q.mmap(None, PS, "rw-", "private|anonymous", offset=-PS) == -m.EINVAL
+    assert q.munmap(-PS, PS) == -m.EINVAL  # arguments are unsigned longs, as in the kernel

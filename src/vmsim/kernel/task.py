@@ -37,6 +37,13 @@ SIGNAL_NAMES = {7: "SIGBUS", 9: "SIGKILL", 11: "SIGSEGV", 15: "SIGTERM"}
 # Access kinds as plain ints: they travel the per-page access path, where enum
 # arithmetic would dominate the cost.
 READ, WRITE, EXEC = int(Access.READ), int(Access.WRITE), int(Access.EXEC)
+U64 = (1 << 64) - 1
+SI_KERNEL = 0x80
+
+
+def ul(value: int) -> int:
+    """A system-call argument as the unsigned long the kernel receives (-4096 -> 2**64 - 4096)."""
+    return value & U64
 
 
 class ProcessGone(RuntimeError):
@@ -113,8 +120,8 @@ class Process:
             return self._mmap_hugetlb(addr or 0, flags_v)
         if file is not None and flags_v & m.MAP_HUGETLB:
             return -m.EINVAL
-        ret, populate = do_mmap(mm, file, addr or 0, length, prot_v, flags_v,
-                                offset >> self.machine.kmem.page_shift)
+        ret, populate = do_mmap(mm, file, ul(addr or 0), ul(length), prot_v, flags_v,
+                                ul(offset) >> self.machine.kmem.page_shift)
         if ret >= 0 and populate:
             mm_populate(mm, ret, ret + populate)
         return ret
@@ -132,28 +139,28 @@ class Process:
         return -m.ENOMEM
 
     def munmap(self, addr: int, length: int) -> int:
-        return do_munmap(self._enter(), addr, length)
+        return do_munmap(self._enter(), ul(addr), ul(length))
 
     def mprotect(self, addr: int, length: int, prot: int | str) -> int:
-        return do_mprotect(self._enter(), addr, length, m.parse_prot(prot))
+        return do_mprotect(self._enter(), ul(addr), ul(length), m.parse_prot(prot))
 
     def mremap(self, old: int, old_len: int, new_len: int, flags: int = 0, new_addr: int = 0) -> int:
-        return do_mremap(self._enter(), old, old_len, new_len, flags, new_addr)
+        return do_mremap(self._enter(), ul(old), ul(old_len), ul(new_len), ul(flags), ul(new_addr))
 
     def brk(self, addr: int) -> int:
-        return sys_brk(self._enter(), addr)
+        return sys_brk(self._enter(), ul(addr))
 
     def madvise(self, addr: int, length: int, advice: int) -> int:
-        return do_madvise(self._enter(), addr, length, advice)
+        return do_madvise(self._enter(), ul(addr), ul(length), advice)
 
     def mlock(self, addr: int, length: int) -> int:
-        return sys_mlock(self._enter(), addr, length)
+        return sys_mlock(self._enter(), ul(addr), ul(length))
 
     def mlock2(self, addr: int, length: int, flags: int = 0) -> int:
-        return sys_mlock2(self._enter(), addr, length, flags)
+        return sys_mlock2(self._enter(), ul(addr), ul(length), ul(flags))
 
     def munlock(self, addr: int, length: int) -> int:
-        return sys_munlock(self._enter(), addr, length)
+        return sys_munlock(self._enter(), ul(addr), ul(length))
 
     def mlockall(self, flags: int) -> int:
         return sys_mlockall(self._enter(), flags)
@@ -162,10 +169,10 @@ class Process:
         return sys_munlockall(self._enter())
 
     def msync(self, addr: int, length: int, flags: int = m.MS_SYNC) -> int:
-        return do_msync(self._enter(), addr, length, flags)
+        return do_msync(self._enter(), ul(addr), ul(length), flags)
 
     def mincore(self, addr: int, length: int) -> bytes | int:
-        return do_mincore(self._enter(), addr, length)
+        return do_mincore(self._enter(), ul(addr), ul(length))
 
     # ---- files -------------------------------------------------------------------
     def open(self, path: str, flags: int = 0, mode: int = 0o644) -> int:
@@ -219,6 +226,11 @@ class Process:
         """Translate one byte's address for `access`, faulting and retrying; phys or None."""
         mm = self._enter()
         kmem = self.machine.kmem
+        if not kmem.mode.canonical(addr):
+            self._general_protection()
+            if check:
+                raise FatalFault(self.log[-1])
+            return None
         for _ in range(4):
             phys, err = translate(kmem.mode, kmem.phys, mm.pgd, addr, access)
             if phys >= 0:
@@ -230,6 +242,15 @@ class Process:
                     raise FatalFault(self.log[-1])
                 return None
         raise AssertionError(f"_access: fault at {addr:#x} resolved but the access still fails")
+
+    def _general_protection(self) -> None:
+        """exc_general_protection(): a non-canonical address is #GP, not a page fault:
+        SIGSEGV with si_code SI_KERNEL and no address, as Linux reports it."""
+        self.siginfo = SigInfo(11, SI_KERNEL, 0)
+        line = (f"traps: {self.comm}[{self.pid}] general protection fault ip:0 sp:0 error:0")
+        self.log.append(line)
+        self.machine.kernel_log.append(line)
+        self.machine.do_exit(self, kill_signal=11)
 
     def _fatal_fault(self, outcome: FaultOutcome, error_code: int) -> None:
         """force_sig_fault() with the default action: the process dies of the signal."""
@@ -248,15 +269,15 @@ class Process:
 
     def load(self, addr: int, n: int = 1, check: bool = False) -> bytes | None:
         """Read n bytes as the CPU would; None if the process died of the access."""
-        return self._copy(addr, n, READ, None, check)
+        return self._copy(ul(addr), n, READ, None, check)
 
     def fetch(self, addr: int, n: int = 1, check: bool = False) -> bytes | None:
         """An instruction fetch of n bytes (needs VM_EXEC and no NX)."""
-        return self._copy(addr, n, EXEC, None, check)
+        return self._copy(ul(addr), n, EXEC, None, check)
 
     def store(self, addr: int, data: bytes, check: bool = False) -> bool:
         """Write bytes as the CPU would; False if the process died of the access."""
-        return self._copy(addr, len(data), WRITE, bytes(data), check) is not None
+        return self._copy(ul(addr), len(data), WRITE, bytes(data), check) is not None
 
     def _copy(self, addr: int, n: int, access: int, data: bytes | None,
               check: bool) -> bytes | None:
