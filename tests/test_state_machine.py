@@ -37,6 +37,7 @@ Profiles: CI by default (500 steps per example, derandomized);
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import shutil
@@ -78,6 +79,7 @@ PS = 4096
 WIN = 0x7F00_0000_0000  # the window MAP_FIXED mappings collide in
 WIN_PAGES = 40
 MAX_PROCS = 5
+MEMORY = "32M"
 O_RDONLY, O_RDWR = 0, 2
 SIGBUS, SIGSEGV = 7, 11
 SEGV_MAPERR, SEGV_ACCERR, BUS_ADRERR = 1, 2, 2
@@ -396,12 +398,12 @@ class VmStateMachine(RuleBasedStateMachine):
     def setup(self) -> None:
         self.root = tempfile.mkdtemp(prefix="vmsim-sm-")
         make_root(self.root)
-        self.machine = Machine(memory="256M", seed=7, root=self.root)
+        self.machine = Machine(memory=MEMORY, seed=7, root=self.root)
         self.gap = self.machine.kmem.sysctl.stack_guard_gap
         self.procs: list[ProcModel] = []
         self.files: list[FileModel] = []
         self.steps = 0
-        note(f"m = Machine(memory='256M', seed=7, root=ROOT)  # ROOT = make_root({self.root!r})")
+        note(f"m = Machine(memory={MEMORY!r}, seed=7, root=ROOT)  # ROOT = make_root({self.root!r})")
         p = self._spawn(0, None)
         for i, name in enumerate(FILE_NAMES):
             inode = p.proc.files[i].inode
@@ -409,6 +411,9 @@ class VmStateMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         shutil.rmtree(getattr(self, "root", ""), ignore_errors=True)
+        # a Machine and its processes form reference cycles around a RAM array: free it now
+        self.__dict__.clear()
+        gc.collect()
 
     def _spawn(self, limit: int, heap: int | None) -> ProcModel:
         proc = spawn(self.machine, limit, heap)
