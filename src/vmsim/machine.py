@@ -14,6 +14,7 @@ from collections import Counter
 import numpy as np
 
 from vmsim.arch import get_mode
+from vmsim.arch.tlb import Tlb
 from vmsim.arch.x86 import TASK_SIZE_X86_64
 from vmsim.events import EventBus
 from vmsim.fs.procfs import ProcFs
@@ -78,7 +79,9 @@ class Machine:
         pid = self._next_pid
         self._next_pid += 1
         mm.owner_pid = pid
-        proc = Process(self, pid, mm, ppid=ppid, comm=comm)
+        tlb = Tlb(self.mode, self.kmem.phys)
+        mm.tlb_flush_hooks.append(tlb.flush_range)
+        proc = Process(self, pid, mm, ppid=ppid, comm=comm, tlb=tlb)
         self.processes[pid] = proc
         return proc
 
@@ -110,6 +113,9 @@ class Machine:
             out[f"fault.{key}"] = value
         for key, value in sorted(self.kmem.vm_event.items()):
             out[key] = value
+        tlbs = [p.tlb for p in (*self.processes.values(), *self.zombies.values()) if p.tlb]
+        out["tlb_hits"] = sum(t.hits for t in tlbs)
+        out["tlb_fills"] = sum(t.fills for t in tlbs)
         out["free_pages"] = self.kmem.buddy.nr_free
         return out
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vmsim.arch.paging import Access, translate
+from vmsim.arch.tlb import Tlb
 from vmsim.kernel.fork import dup_mm
 from vmsim.mm import filemap
 from vmsim.mm import mman as m
@@ -78,6 +79,7 @@ class Process:
     comm: str = "scripted"
     files: dict[int, File] = field(default_factory=dict)
     acct: FaultAccount = field(default_factory=FaultAccount)
+    tlb: Tlb | None = None  # the CPU's TLB for this address space (set by the machine)
     state: str = "running"  # running | exited | killed
     exit_code: int | None = None
     siginfo: SigInfo | None = None
@@ -231,8 +233,12 @@ class Process:
             if check:
                 raise FatalFault(self.log[-1])
             return None
+        lookup = self.tlb.lookup if self.tlb is not None else None
         for _ in range(4):
-            phys, err = translate(kmem.mode, kmem.phys, mm.pgd, addr, access)
+            if lookup is not None:
+                phys, err = lookup(mm.pgd, addr, access)
+            else:
+                phys, err = translate(kmem.mode, kmem.phys, mm.pgd, addr, access)
             if phys >= 0:
                 return phys
             outcome = do_user_addr_fault(mm, addr, access)

@@ -15,6 +15,7 @@ from vmsim.mm.page import PG
 from vmsim.mm.pgtable import pte_alloc, pte_offset
 from vmsim.mm.rmap import anon_vma_prepare
 from vmsim.mm.swapops import PTE_MARKER_GUARD, is_guard_pte_marker, make_pte_marker
+from vmsim.mm.tlb import flush_tlb_range
 from vmsim.mm.truncate import punch_hole
 from vmsim.mm.vma import (
     VM_DONTCOPY,
@@ -80,6 +81,7 @@ def madvise_free_pte_range(mm: MmStruct, start: int, end: int) -> None:
         kmem.mem_map.flags_mv[pfn] &= ~(PG.dirty | PG.swapbacked | PG.referenced)
         slot = pte_offset(kmem, mm.pgd, addr)
         kmem.phys.write_entry(slot, mode.entry_size, entry & ~(b.dirty | b.accessed))
+        flush_tlb_range(mm, addr, addr + kmem.page_size)  # a cached dirty TLB entry must go too
 
 
 def madvise_willneed(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
