@@ -68,7 +68,8 @@ def run_demo(memory: str = "64M", seed: int = 1, aslr: bool = True) -> str:
     say(f"           child:  {faults(child)}")
     stats = m.stats
     say(f"   machine: {stats.get('pgfault', 0)} faults, {stats.get('cow_copy', 0)} COW copies, "
-        f"{stats.get('cow_reuse', 0)} COW reuses, {stats.get('tlb_flush', 0)} TLB flushes")
+        f"{stats.get('cow_reuse', 0)} COW reuses, {stats['tlb_fills']} TLB fills, "
+        f"{stats['tlb_hits']} TLB hits, {stats.get('tlb_flush', 0)} TLB flushes")
     say(f"8. /proc/{parent.pid}/maps")
     lines.extend(parent.maps().splitlines())
     say(f"   /proc/{child.pid}/maps")
