@@ -1,1 +1,1 @@
-"""Host-kernel reference runner (vmops.c) and the vmsim side of the comparisons."""
+"""Tests of the host-kernel reference runner and the vmsim side of the comparisons (vmsim.conform)."""

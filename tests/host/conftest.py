@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .hostref import build_vmops, host_supported
+from vmsim.conform.host import build_vmops, host_supported
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Keep tests/host/constants.py honest: compare it with the host's C headers.
+"""Keep vmsim/conform/constants.py honest: compare it with the host's C headers.
 
 Two small C programs print every constant of the table that their headers
 define: one built against glibc's headers (<sys/mman.h>, <fcntl.h>), one
@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from .constants import CONSTANTS, GLIBC_DIFFERS, NEWER_THAN_HOST_HEADERS, resolve
-from .hostref import Script, find_gcc, host_supported, run_host
+from vmsim.conform.constants import CONSTANTS, GLIBC_DIFFERS, NEWER_THAN_HOST_HEADERS, resolve
+from vmsim.conform.host import find_gcc, host_supported, run_host
+from vmsim.conform.script import Script
 
 PAGE = 4096
 

@@ -1,4 +1,4 @@
-"""Tests of the host reference runner itself (vmops.c + hostref.py)."""
+"""Tests of the host reference runner itself (vmsim/conform/vmops.c + host.py, script.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from .constants import CONSTANTS
-from .hostref import CFLAGS, SOURCE, Abs, HostRun, Script, find_gcc, fmt_arg, op, run_host
+from vmsim.conform.constants import CONSTANTS
+from vmsim.conform.host import CFLAGS, SOURCE, HostRun, find_gcc, run_host
+from vmsim.conform.script import Abs, Script, fmt_arg, op
 
 RW = "PROT_READ|PROT_WRITE"
 ANON_FIXED = "MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED"

@@ -1,4 +1,4 @@
-"""Tests of the vmsim side of the comparison harness (vmsimref.py) on its own."""
+"""Tests of the vmsim side of the comparison harness (vmsim/conform/vmsim_side.py) on its own."""
 
 from __future__ import annotations
 
@@ -6,17 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from .hostref import Abs, Script
-from .vmsimref import (
-    VMSIM_BASE,
-    FileSet,
-    ScriptError,
-    VmsimRunner,
-    _num,
-    compare_with_host,
-    normalize_host_line,
-    normalize_shmem_inode,
-)
+from vmsim.conform.compare import compare_with_host, normalize_host_line, normalize_shmem_inode
+from vmsim.conform.files import FileSet
+from vmsim.conform.script import Abs, Script, ScriptError
+from vmsim.conform.script import parse_num as _num
+from vmsim.conform.vmsim_side import VMSIM_BASE, VmsimRunner
 
 P = 4096
 RW = "PROT_READ|PROT_WRITE"

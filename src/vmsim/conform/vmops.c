@@ -1,29 +1,41 @@
 /*
- * vmops.c - host-kernel reference runner for vmsim's comparison tests.
+ * vmops.c - host-kernel reference runner of vmsim's conformance harness.
  *
  * Reads a line-based script of memory operations on stdin, executes each
  * operation on the real host kernel and prints one result line per operation
- * on stdout.  Built at test time by tests/host/hostref.py; see that file and
- * the table below for the exact script and output formats.
+ * on stdout.  Shipped as package data of vmsim.conform and compiled with gcc
+ * at run time (vmsim/conform/host.py); vmsim/conform/vmsim_side.py executes
+ * the same language on vmsim and prints the same lines.
  *
  * Addresses
  *   At start the program reserves 66 MiB of PROT_NONE address space, rounds
  *   the start up to a 2 MiB boundary (this is `base`), and unmaps the whole
  *   reservation again, so [base, base + 64 MiB) ("the region") is empty and
- *   very likely free.  It prints "base 0x<hex>" as its first line.
- *   Every ADDR in the script is relative to base, with three spellings:
+ *   very likely free.  It also records the program break, which is still
+ *   the initial one since the runner never calls malloc (this is `heap`;
+ *   [heap, heap + 64 MiB) is "the heap window", checked to be empty).  It
+ *   prints "base 0x<hex> heap 0x<hex>" as its first line.
+ *   Every ADDR in the script is relative to base, with four spellings:
  *     N      base + N  (N is a decimal or 0x-hex integer, may be negative)
+ *     hN     heap + N  (N as above; except for brk, heap + N must lie in the
+ *            heap window, else the line is a bad-op, so that a script cannot
+ *            reach the runner's own data below the heap)
  *     -      absolute 0 (NULL)
  *     =N     the absolute address N
  *   Every other number is a decimal or 0x-hex integer, optionally negative
  *   (two's complement, so -1 is all ones).  A leading 0 does NOT mean octal.
+ *   An address printed by the runner is "+0x<hex>" inside the region,
+ *   "h+0x<hex>" inside the heap window, and otherwise "=0x<hex>" (fault
+ *   addresses) or "out" (system-call results).
  *
  * Operations and their output lines
  *   mmap ADDR LEN PROT FLAGS FD OFF       ret R
  *   mremap OLD OLDLEN NEWLEN FLAGS NEW    ret R
- *       R is "+0x<hex>" (returned address - base) when the address lies in
- *       the region, "out" when it lies elsewhere, "-ERRNO" (e.g. "-22") on
- *       failure.
+ *   brk ADDR                              ret R  (brk(2) never fails: R is
+ *                                         the new or the unchanged break)
+ *       R is "+0x<hex>" / "h+0x<hex>" (returned address - base / - heap)
+ *       when the address lies in the region / heap window, "out" when it
+ *       lies elsewhere, "-ERRNO" (e.g. "-22") on failure.
  *   munmap ADDR LEN | mprotect ADDR LEN PROT | madvise ADDR LEN ADVICE |
  *   mlock ADDR LEN | mlock2 ADDR LEN FLAGS | munlock ADDR LEN |
  *   mlockall FLAGS | munlockall | msync ADDR LEN FLAGS
@@ -31,47 +43,56 @@
  *   mincore ADDR LEN                      ret 0 0110... | ret -ERRNO
  *       one character per page: the low bit of each vector byte.  When the
  *       vector is empty (LEN 0) the line is just "ret 0".
- *   touch ADDR r|w                        ok | sig SIGNAME CODE A
- *       r reads one byte, w writes 0x5a.  A SIGSEGV/SIGBUS is caught and
- *       printed, e.g. "sig SIGSEGV MAPERR +0x1000" / "sig SIGBUS ADRERR
- *       +0x3000".  CODE is MAPERR/ACCERR/BNDERR/PKUERR for SIGSEGV,
+ *   touch ADDR r|w|x                      ok | sig SIGNAME CODE A
+ *       r reads one byte, w writes 0x5a, x executes one instruction at ADDR
+ *       (see "Execute probes" below).  A SIGSEGV/SIGBUS of the access is
+ *       caught and printed, e.g. "sig SIGSEGV MAPERR +0x1000" / "sig SIGBUS
+ *       ADRERR +0x3000".  CODE is MAPERR/ACCERR/BNDERR/PKUERR for SIGSEGV,
  *       ADRALN/ADRERR/OBJERR/MCEERR_AR/MCEERR_AO for SIGBUS, otherwise the
- *       decimal si_code.  A (si_addr) is "+0x<hex>" inside the region,
- *       otherwise "=0x<hex>" (absolute).
+ *       decimal si_code.  A is si_addr, spelt as above.
  *   write_at ADDR HEXBYTES                ok | sig ...   (bytes stored in
  *                                         ascending order; a fault stops it)
  *   read_at ADDR N                        data HEX | sig ...
- *   open PATH FLAGS                       ret FD | ret -ERRNO  (mode 0644)
+ *   open PATH FLAGS                       ret FD | ret -ERRNO  (mode 0644;
+ *                                         a relative PATH is relative to the
+ *                                         working directory)
  *   close FD | ftruncate FD LEN           ret 0 | ret -ERRNO
  *   pwrite FD OFF HEXBYTES                ret NWRITTEN | ret -ERRNO
  *   pread FD OFF N                        data HEX | ret -ERRNO
  *       "data" is followed by " HEX" only when at least one byte was read.
  *   maps                                  the /proc/self/maps lines of every
- *                                         VMA intersecting the region, then
- *                                         "end"
+ *                                         VMA intersecting the region or the
+ *                                         heap window, then "end"
  *   smaps                                 every line of /proc/self/smaps of
- *                                         every VMA intersecting the region,
- *                                         then "end"
+ *                                         the same VMAs, then "end"
  *       Rewrite rule: only the leading "START-END" field of a VMA header
  *       line is replaced, by "%08lx-%08lx" of (START - base, END - base)
- *       (a VMA starting below base gets "-%08lx" of base - START).  All
- *       bytes from the first space after END onward are kept exactly,
- *       including the kernel's padding before the path, which the kernel
- *       computes from the width of the ABSOLUTE addresses; so a simulator
- *       must use a base with as many hex digits as the host's (12 on x86-64
- *       user space) for the padding to compare equal.
+ *       (a VMA starting below base gets "-%08lx" of base - START), or for a
+ *       VMA in the heap window by "h%08lx-h%08lx" of (START - heap,
+ *       END - heap).  All bytes from the first space after END onward are
+ *       kept exactly, including the kernel's padding before the path, which
+ *       the kernel computes from the width of the ABSOLUTE addresses; so a
+ *       simulator must use bases with as many hex digits as the host's (12
+ *       on x86-64 user space) for the padding to compare equal.
  *   pagemap ADDR NPAGES                   pagemap 0x.. 0x.. ...
  *       one entry per page: the /proc/self/pagemap entry shifted right by
  *       55 (the flag bits 55-63 only), as 0x-hex; "pagemap -ERRNO" if the
  *       file cannot be read.
  *   faults                                faults MINOR MAJOR
  *       deltas of getrusage(RUSAGE_SELF) ru_minflt/ru_majflt since the
- *       previous "faults", or since the start of the script, or since the
- *       last fork: at a fork both the child (at its start) and the parent
- *       (once the child has exited) re-prefault the harness and take a new
- *       baseline, since fork write-protects the harness's own pages.  All
- *       harness memory is pre-faulted (see prefault_*) so that, as far as
- *       possible, the deltas count only the script's own operations.
+ *       previous "faults" or "snap", or since the start of the script, or
+ *       since the last fork: at a fork both the child (at its start) and the
+ *       parent (once the child has exited) re-prefault the harness and take
+ *       a new baseline, since fork write-protects the harness's own pages.
+ *       All harness memory is pre-faulted (see prefault_*) so that, as far
+ *       as possible, the deltas count only the script's own operations.
+ *   snap                                  "snap", then what "smaps" prints
+ *       (without its "end"), with after each VMA's block a line
+ *       "pagemap V*N V*N ..." - the pagemap flag values (as above) of the
+ *       VMA's pages inside the region or heap window, run-length encoded in
+ *       address order - then the "faults" line, then "end".  It is the
+ *       per-step observation of vmsim.conform.
+ *   mark TEXT                             mark TEXT  (a step label)
  *   fork                                  (no line) the child runs the
  *       following lines up to the matching "endchild" (nesting allowed) and
  *       _exit(0)s there; every child output line is prefixed "child: ".  The
@@ -80,14 +101,29 @@
  *       prints "child-abnormal 0x<wait status>".
  *   endchild                              (no line in a child; "bad-op" if
  *                                         reached outside any child)
+ *   exit                                  (no line) in a child: _exit(0)
+ *                                         now; at the top: end the script
  *   setrlimit RESOURCE SOFT HARD          ret 0 | ret -ERRNO
  *   capdrop CAP                           ret 0 | ret -ERRNO  (removes CAP
  *                                         from the effective set)
  *   anything else, or a malformed line    bad-op
  *   empty lines and lines starting with '#' are skipped without output.
  *
+ * Execute probes
+ *   "touch ADDR x" jumps to ADDR with the trap flag set, rsp and every
+ *   other general register zero: the CPU fetches and executes exactly one
+ *   instruction there, then traps.  A SIGSEGV/SIGBUS whose si_addr is ADDR
+ *   (or a #GP on the jump to a non-canonical ADDR) is the fetch failing and
+ *   is printed; anything else (the single-step trap, a fault of the
+ *   instruction's own data access, which can only touch low addresses with
+ *   zero registers, SIGILL, SIGFPE) means the fetch succeeded: "ok".  A
+ *   RIP-relative instruction could reach memory near ADDR, so scripts must
+ *   only execute bytes that cannot encode one: vmsim.conform executes page
+ *   starts whose first bytes come from a small safe alphabet.
+ *
  * Output is written with write(2) from static, pre-faulted buffers, one
- * line per write, so nothing is buffered across fork().
+ * line per write, so nothing is buffered across fork().  Nothing calls
+ * malloc, so the program break is still the kernel's initial one.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -105,10 +141,12 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/ucontext.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define REGION_SIZE (64UL << 20)
+#define HEAP_WINDOW (64UL << 20)
 #define ALIGN_2M (2UL << 20)
 #define PAGE_SIZE_4K 4096UL
 
@@ -126,6 +164,7 @@
 #define STACK_PREFAULT (512UL << 10)
 
 static unsigned long base;
+static unsigned long heap;
 static char outbuf[OUT_CAP];
 static char inbuf[IN_CAP + 1];
 static unsigned char databuf[DATA_CAP];
@@ -141,12 +180,18 @@ static volatile sig_atomic_t in_probe;
 static volatile int fault_signo, fault_code;
 static void *volatile fault_addr;
 
+/* Execute probes (see the header comment): the jump target, and how far the
+ * single-stepping got: 1 = stepping through the runner's own jump, 2 = the
+ * next instruction is the one at the target. */
+unsigned long vmops_exec_target;
+static volatile sig_atomic_t exec_state;
+
 /* ------------------------------------------------------------------ output */
 
-static void write_all(const char *p, size_t n)
+static void write_all_fd(int fd, const char *p, size_t n)
 {
 	while (n > 0) {
-		ssize_t w = write(1, p, n);
+		ssize_t w = write(fd, p, n);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
@@ -155,6 +200,11 @@ static void write_all(const char *p, size_t n)
 		p += w;
 		n -= (size_t)w;
 	}
+}
+
+static void write_all(const char *p, size_t n)
+{
+	write_all_fd(1, p, n);
 }
 
 /* Start a line: the prefix ("child: " per fork level) is copied in first. */
@@ -217,12 +267,19 @@ static int in_region(unsigned long a)
 	return a >= base && a < base + REGION_SIZE;
 }
 
+static int in_heap(unsigned long a)
+{
+	return a >= heap && a < heap + HEAP_WINDOW;
+}
+
 static void emit_addr_ret(long r)
 {
 	if (r == -1 && errno > 0 && errno < 4096)
 		emit("ret -%d", errno);
 	else if (in_region((unsigned long)r))
 		emit("ret +0x%lx", (unsigned long)r - base);
+	else if (in_heap((unsigned long)r))
+		emit("ret h+0x%lx", (unsigned long)r - heap);
 	else
 		emit("ret out");
 }
@@ -231,6 +288,8 @@ static size_t add_addr(size_t pos, unsigned long a)
 {
 	if (in_region(a))
 		return line_add(pos, "+0x%lx", a - base);
+	if (in_heap(a))
+		return line_add(pos, "h+0x%lx", a - heap);
 	return line_add(pos, "=0x%lx", a);
 }
 
@@ -286,7 +345,23 @@ static int parse_num(const char *s, unsigned long *out)
 	return 0;
 }
 
-static int parse_addr(const char *s, unsigned long *out)
+/* An ADDR token; a heap-relative one must lie in the heap window unless
+ * any_heap is set (brk may ask for any break: the kernel checks it). */
+/* A decimal number ending at a space or the end of the string. */
+static int parse_num_prefix(const char *s, unsigned long *out)
+{
+	unsigned long v = 0;
+	int any = 0;
+
+	for (; *s >= '0' && *s <= '9'; s++, any = 1)
+		v = v * 10 + (unsigned long)(*s - '0');
+	if (!any || (*s && *s != ' ' && *s != '\n'))
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_addr_ex(const char *s, unsigned long *out, int any_heap)
 {
 	unsigned long v;
 
@@ -296,10 +371,23 @@ static int parse_addr(const char *s, unsigned long *out)
 	}
 	if (s[0] == '=')
 		return parse_num(s + 1, out);
+	if (s[0] == 'h') {
+		if (parse_num(s + 1, &v))
+			return -1;
+		if (!any_heap && v >= HEAP_WINDOW)
+			return -1;
+		*out = heap + v;
+		return 0;
+	}
 	if (parse_num(s, &v))
 		return -1;
 	*out = base + v;
 	return 0;
+}
+
+static int parse_addr(const char *s, unsigned long *out)
+{
+	return parse_addr_ex(s, out, 0);
 }
 
 static int parse_hexbytes(const char *s, size_t *n)
@@ -342,8 +430,69 @@ static void fault_handler(int sig, siginfo_t *si, void *uc)
 	fault_code = si->si_code;
 	fault_addr = si->si_addr;
 	in_probe = 0;
+	if (exec_state == 2 && (unsigned long)si->si_addr != vmops_exec_target) {
+		/* The fetch worked; the instruction's own data access faulted. */
+		exec_state = 0;
+		siglongjmp(probe_env, 2);
+	}
+	exec_state = 0;
 	siglongjmp(probe_env, 1);
 }
+
+/*
+ * SIGTRAP/SIGILL/SIGFPE: single steps of an execute probe.  While stepping
+ * through the runner's own jump (state 1) a trap whose next instruction is
+ * the target moves to state 2 and returns, so the CPU fetches the target;
+ * any signal in state 2 means that instruction was fetched and executed.
+ */
+static void step_handler(int sig, siginfo_t *si, void *ucv)
+{
+	ucontext_t *uc = ucv;
+
+	(void)si;
+	if (in_probe && sig == SIGTRAP && exec_state == 1) {
+		if ((unsigned long)uc->uc_mcontext.gregs[REG_RIP] == vmops_exec_target)
+			exec_state = 2;
+		return;
+	}
+	if (in_probe && exec_state == 2) {
+		exec_state = 0;
+		in_probe = 0;
+		siglongjmp(probe_env, 2);
+	}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* Jump to vmops_exec_target with TF set and every register but rip zero. */
+extern void vmops_exec_jump(void) __attribute__((noreturn));
+__asm__(
+	".text\n"
+	".globl vmops_exec_jump\n"
+	".type vmops_exec_jump, @function\n"
+	"vmops_exec_jump:\n"
+	"\tpushfq\n"
+	"\torq $0x100, (%rsp)\n"
+	"\txorl %eax, %eax\n"
+	"\txorl %ebx, %ebx\n"
+	"\txorl %ecx, %ecx\n"
+	"\txorl %edx, %edx\n"
+	"\txorl %esi, %esi\n"
+	"\txorl %edi, %edi\n"
+	"\txorl %ebp, %ebp\n"
+	"\txorl %r8d, %r8d\n"
+	"\txorl %r9d, %r9d\n"
+	"\txorl %r10d, %r10d\n"
+	"\txorl %r11d, %r11d\n"
+	"\txorl %r12d, %r12d\n"
+	"\txorl %r13d, %r13d\n"
+	"\txorl %r14d, %r14d\n"
+	"\txorl %r15d, %r15d\n"
+	"\tpopfq\n"
+	"\txorl %esp, %esp\n"
+	"\tjmpq *vmops_exec_target(%rip)\n"
+	".size vmops_exec_jump, .-vmops_exec_jump\n"
+);
 
 static void emit_fault(void)
 {
@@ -373,6 +522,25 @@ static void emit_fault(void)
 		pos = line_add(pos, "sig %s %d ", name, fault_code);
 	pos = add_addr(pos, (unsigned long)fault_addr);
 	line_end(pos);
+}
+
+/* Execute one instruction at a; prints "ok" or the fault.  Returns 0 or 1. */
+static int probe_exec(unsigned long a)
+{
+	int r = sigsetjmp(probe_env, 1);
+
+	if (r == 1) {
+		emit_fault();
+		return 1;
+	}
+	if (r == 2) {
+		emit("ok");
+		return 0;
+	}
+	vmops_exec_target = a;
+	exec_state = 1;
+	in_probe = 1;
+	vmops_exec_jump();
 }
 
 /* Returns 0 on success, 1 if a SIGSEGV/SIGBUS was caught (already printed). */
@@ -426,10 +594,12 @@ static void touch_range_r(unsigned long s, unsigned long e)
  * faults; and the child starts without page-table entries for file mappings
  * that have no anonymous pages (libc's text, for instance), so its first
  * instruction fetches would too.  So every readable mapping outside the
- * region is touched page by page - writable private ones by reading and
+ * region and the heap window is touched page by page - writable private ones by reading and
  * re-storing one byte, the rest by reading - and the caller takes a new
  * getrusage baseline afterwards.  The maps buffer itself is prefaulted first.
  */
+static int window_of(unsigned long s, unsigned long e);
+
 static void prefault_after_fork(void)
 {
 	int fd;
@@ -462,8 +632,7 @@ static void prefault_after_fork(void)
 			unsigned long s, e;
 			char perms[8];
 			if (sscanf(inbuf, "%lx-%lx %7s", &s, &e, perms) == 3 &&
-			    perms[0] == 'r' &&
-			    (e <= base || s >= base + REGION_SIZE) &&
+			    perms[0] == 'r' && window_of(s, e) == 0 &&
 			    strstr(inbuf, "[vsyscall]") == NULL &&
 			    strstr(inbuf, "[vvar") == NULL) {
 				if (perms[1] == 'w' && perms[3] == 'p')
@@ -485,6 +654,16 @@ static void rusage_baseline(void)
 	getrusage(RUSAGE_SELF, &ru);
 	prev_minflt = ru.ru_minflt;
 	prev_majflt = ru.ru_majflt;
+}
+
+static void emit_faults(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	emit("faults %ld %ld", ru.ru_minflt - prev_minflt, ru.ru_majflt - prev_majflt);
+	/* Re-read so the emit above is not charged to the next delta. */
+	rusage_baseline();
 }
 
 /* -------------------------------------------------------------- /proc dump */
@@ -510,24 +689,93 @@ static int header_range(const char *line, unsigned long *s, unsigned long *e, co
 	return 1;
 }
 
-static size_t add_rel(size_t pos, unsigned long a)
+/* Which window a VMA [s, e) intersects: 1 the region, 2 the heap window, 0 none.
+ * (The harness never touches the windows' pages itself, e.g. in prefault_after_fork.) */
+static int window_of(unsigned long s, unsigned long e)
 {
-	if (a >= base)
-		return line_add(pos, "%08lx", a - base);
-	return line_add(pos, "-%08lx", base - a);
+	if (s < base + REGION_SIZE && e > base)
+		return 1;
+	if (s < heap + HEAP_WINDOW && e > heap)
+		return 2;
+	return 0;
 }
 
-static void dump_proc(const char *path)
+static size_t add_rel(size_t pos, unsigned long a, unsigned long origin, const char *tag)
+{
+	if (a >= origin)
+		return line_add(pos, "%s%08lx", tag, a - origin);
+	return line_add(pos, "%s-%08lx", tag, origin - a);
+}
+
+/* "pagemap V*N ..." for the pages of VMA [s, e) inside its window. */
+static void emit_vma_pagemap(unsigned long s, unsigned long e)
+{
+	unsigned long lo, hi, a, run = 0;
+	unsigned long long cur = 0;
+	size_t pos;
+	int fd;
+
+	if (window_of(s, e) == 1) {
+		lo = s > base ? s : base;
+		hi = e < base + REGION_SIZE ? e : base + REGION_SIZE;
+	} else {
+		lo = s > heap ? s : heap;
+		hi = e < heap + HEAP_WINDOW ? e : heap + HEAP_WINDOW;
+	}
+	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		emit("pagemap -%d", errno);
+		return;
+	}
+	pos = line_start();
+	pos = line_add(pos, "pagemap");
+	for (a = lo; a < hi;) {
+		size_t n = (hi - a) / PAGE_SIZE_4K, i, got;
+		ssize_t r;
+
+		if (n > PM_CAP)
+			n = PM_CAP;
+		r = pread(fd, pmbuf, n * 8, (off_t)((a / PAGE_SIZE_4K) * 8));
+		if (r <= 0) {
+			emit("pagemap -%d", r < 0 ? errno : 0);
+			close(fd);
+			return;
+		}
+		got = (size_t)r / 8;
+		for (i = 0; i < got; i++) {
+			unsigned long long v = (unsigned long long)(pmbuf[i] >> 55);
+			if (run > 0 && v == cur) {
+				run++;
+				continue;
+			}
+			if (run > 0)
+				pos = line_add(pos, " 0x%llx*%lu", cur, run);
+			cur = v;
+			run = 1;
+		}
+		a += got * PAGE_SIZE_4K;
+	}
+	if (run > 0)
+		pos = line_add(pos, " 0x%llx*%lu", cur, run);
+	close(fd);
+	line_end(pos);
+}
+
+/*
+ * Print the lines of every VMA of a maps/smaps file that intersects the
+ * region or the heap window, header ranges made relative; with_pagemap adds
+ * each VMA's pagemap line after its block.  Returns -errno if the file
+ * cannot be opened, else 0.
+ */
+static int dump_vmas(const char *path, int with_pagemap)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	size_t have = 0;
 	int eof = 0, keep = 0;
+	unsigned long ks = 0, ke = 0;
 
-	if (fd < 0) {
-		emit("ret -%d", errno);
-		emit("end");
-		return;
-	}
+	if (fd < 0)
+		return -errno;
 	while (!eof || have > 0) {
 		char *nl;
 		unsigned long s, e;
@@ -551,12 +799,19 @@ static void dump_proc(const char *path)
 		}
 		*nl = 0;
 		if (header_range(inbuf, &s, &e, &rest)) {
-			keep = s < base + REGION_SIZE && e > base;
+			int w = window_of(s, e);
+			if (keep && with_pagemap)
+				emit_vma_pagemap(ks, ke);
+			keep = w != 0;
+			ks = s;
+			ke = e;
 			if (keep) {
+				unsigned long origin = w == 1 ? base : heap;
+				const char *tag = w == 1 ? "" : "h";
 				size_t pos = line_start();
-				pos = add_rel(pos, s);
+				pos = add_rel(pos, s, origin, tag);
 				pos = line_add(pos, "-");
-				pos = add_rel(pos, e);
+				pos = add_rel(pos, e, origin, tag);
 				pos = line_add(pos, "%s", rest);
 				line_end(pos);
 			}
@@ -571,6 +826,32 @@ static void dump_proc(const char *path)
 		}
 	}
 	close(fd);
+	if (keep && with_pagemap)
+		emit_vma_pagemap(ks, ke);
+	return 0;
+}
+
+static void dump_proc(const char *path)
+{
+	int r = dump_vmas(path, 0);
+
+	if (r < 0)
+		emit("ret %d", r);
+	emit("end");
+}
+
+static void emit_faults(void);
+
+/* The per-step observation: smaps + pagemap of every VMA in the windows, fault deltas. */
+static void do_snap(void)
+{
+	int r;
+
+	emit("snap");
+	r = dump_vmas("/proc/self/smaps", 1);
+	if (r < 0)
+		emit("ret %d", r);
+	emit_faults();
 	emit("end");
 }
 
@@ -764,6 +1045,8 @@ static void run(void)
 				static const unsigned char five_a = 0x5a;
 				if (probe_copy((unsigned char *)a, &five_a, 1) == 0)
 					emit("ok");
+			} else if (strcmp(argv[2], "x") == 0) {
+				probe_exec(a);
 			} else {
 				goto bad;
 			}
@@ -837,12 +1120,24 @@ static void run(void)
 			ADDR(1, a); NUM(2, b);
 			do_pagemap(a, b);
 		} else if (strcmp(op, "faults") == 0) {
-			struct rusage ru;
 			NEED(1);
-			getrusage(RUSAGE_SELF, &ru);
-			emit("faults %ld %ld", ru.ru_minflt - prev_minflt, ru.ru_majflt - prev_majflt);
-			/* Re-read so the emit above is not charged to the next delta. */
-			rusage_baseline();
+			emit_faults();
+		} else if (strcmp(op, "snap") == 0) {
+			NEED(1);
+			do_snap();
+		} else if (strcmp(op, "mark") == 0) {
+			NEED(2);
+			emit("mark %s", argv[1]);
+		} else if (strcmp(op, "brk") == 0) {
+			NEED(2);
+			if (parse_addr_ex(argv[1], &a, 1))
+				goto bad;
+			emit_addr_ret(syscall(SYS_brk, a));
+		} else if (strcmp(op, "exit") == 0) {
+			NEED(1);
+			if (depth > 0)
+				_exit(0);
+			return;
 		} else if (strcmp(op, "fork") == 0) {
 			pid_t pid;
 			size_t end = matching_endchild(i);
@@ -910,20 +1205,30 @@ bad:
 
 /* ----------------------------------------------------------------- startup */
 
+/* A bigger anonymous buffer with the old contents (no malloc: see the header). */
+static void *grow_buffer(void *old, size_t oldcap, size_t newcap)
+{
+	void *p = mmap(NULL, newcap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		_exit(2);
+	if (old) {
+		memcpy(p, old, oldcap);
+		munmap(old, oldcap);
+	}
+	return p;
+}
+
 static void read_script(void)
 {
 	size_t cap = 1 << 16, len = 0, i, n;
-	char *buf = malloc(cap);
+	char *buf = grow_buffer(NULL, 0, cap);
 
-	if (!buf)
-		_exit(2);
 	for (;;) {
 		ssize_t r;
 		if (len + 1 >= cap) {
+			buf = grow_buffer(buf, cap, cap * 2);
 			cap *= 2;
-			buf = realloc(buf, cap);
-			if (!buf)
-				_exit(2);
 		}
 		r = read(0, buf + len, cap - 1 - len);
 		if (r < 0 && errno == EINTR)
@@ -936,9 +1241,7 @@ static void read_script(void)
 	for (i = 0, n = 0; i < len; i++)
 		if (buf[i] == '\n')
 			n++;
-	lines = malloc((n + 2) * sizeof(*lines));
-	if (!lines)
-		_exit(2);
+	lines = grow_buffer(NULL, 0, (n + 2) * sizeof(*lines));
 	nlines = 0;
 	if (len == 0)
 		return;
@@ -948,6 +1251,66 @@ static void read_script(void)
 			buf[i] = 0;
 			if (i + 1 < len)
 				lines[nlines++] = buf + i + 1;
+		}
+	}
+}
+
+static void fail(const char *msg)
+{
+	write_all_fd(2, msg, strlen(msg));
+	_exit(2);
+}
+
+/*
+ * The heap window must start at the kernel's initial break (start_brk, field
+ * 47 of /proc/self/stat) and hold no mapping, so that brk acts on an empty
+ * heap exactly as it does in a fresh vmsim process.
+ */
+static void check_heap(void)
+{
+	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+	ssize_t r;
+	char *p;
+	int field;
+	unsigned long start_brk = 0;
+
+	if (fd < 0)
+		fail("vmops: cannot open /proc/self/stat\n");
+	r = read(fd, inbuf, IN_CAP);
+	close(fd);
+	if (r <= 0)
+		fail("vmops: cannot read /proc/self/stat\n");
+	inbuf[r] = 0;
+	p = strrchr(inbuf, ')');
+	if (!p)
+		fail("vmops: bad /proc/self/stat\n");
+	for (field = 2; *p && field < 47; p++)
+		if (*p == ' ')
+			field++;
+	if (field != 47 || parse_num_prefix(p, &start_brk))
+		fail("vmops: no start_brk in /proc/self/stat\n");
+	if (start_brk != heap)
+		fail("vmops: the program break moved before the script started\n");
+	fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		fail("vmops: cannot open /proc/self/maps\n");
+	{
+		size_t have = 0;
+		char *line, *nl;
+
+		while (have < IN_CAP && (r = read(fd, inbuf + have, IN_CAP - have)) > 0)
+			have += (size_t)r;
+		close(fd);
+		if (have == IN_CAP)
+			fail("vmops: /proc/self/maps is too long\n");
+		inbuf[have] = 0;
+		for (line = inbuf; (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
+			unsigned long s, e;
+			const char *rest;
+
+			*nl = 0;
+			if (header_range(line, &s, &e, &rest) && s < heap + HEAP_WINDOW && e > heap)
+				fail("vmops: the heap window is not empty\n");
 		}
 	}
 }
@@ -968,6 +1331,10 @@ static void install_handlers(void)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGSEGV, &sa, NULL);
 	sigaction(SIGBUS, &sa, NULL);
+	sa.sa_sigaction = step_handler;
+	sigaction(SIGTRAP, &sa, NULL);
+	sigaction(SIGILL, &sa, NULL);
+	sigaction(SIGFPE, &sa, NULL);
 }
 
 /* Exercise every code path once so lazy faults of libc/our text and data
@@ -1027,8 +1394,10 @@ int main(void)
 	aligned = (raw + ALIGN_2M - 1) & ~(ALIGN_2M - 1);
 	munmap((void *)raw, REGION_SIZE + ALIGN_2M);
 	base = aligned;
+	heap = (unsigned long)syscall(SYS_brk, 0);
+	check_heap();
 
-	emit("base 0x%lx", base);
+	emit("base 0x%lx heap 0x%lx", base, heap);
 	rusage_baseline();
 	run();
 	return 0;

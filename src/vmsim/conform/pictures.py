@@ -19,8 +19,8 @@ madvise advice, moved there by mremap ...), only through real system calls:
 
 Operations are :class:`Op` values with addresses in *window pages*.  The same
 scenario runs on vmsim (:func:`run_vmsim`, which reads the VMA tree) and,
-as a line script, on the host kernel through ``tests/host/vmops.c``
-(:func:`host_script` / :func:`parse_host_output`, which read
+as a line script, on the host kernel through ``vmsim/conform/vmops.c``
+(:func:`host_plan` / :func:`check_host_output`, which read
 ``/proc/self/maps``), so every expected picture can be confirmed by Linux.
 A few ops are white-box (they poke vmsim state that no system call reaches,
 e.g. setting VM_IO) or need a sysctl; scenarios that use them are vmsim-only.
@@ -496,13 +496,18 @@ def scenario(category: str, name: str, layout: Layout, *ops: Op, expect: str, ru
     return Scenario(name, category, layout, steps, rule, fork, tuple(checks))
 
 
+def file_contents() -> dict[str, bytes]:
+    """The files layouts map (name -> bytes), FILE_PAGES pages each, every page distinct."""
+    return {name: b"".join(bytes([(n * 64 + i) & 0xFF]) * PAGE for i in range(FILE_PAGES))
+            for n, name in enumerate(FILES)}
+
+
 def make_files(root: Path) -> None:
-    """The files layouts map, FILE_PAGES pages each, every page distinct."""
-    for n, name in enumerate(FILES):
+    """Create the files layouts map in *root* (see :func:`file_contents`)."""
+    for name, data in file_contents().items():
         path = root / name
         if not path.exists():
-            path.write_bytes(b"".join(bytes([(n * 64 + i) & 0xFF]) * PAGE
-                                      for i in range(FILE_PAGES)))
+            path.write_bytes(data)
 
 
 # ------------------------------------------------------------------ vmsim runner

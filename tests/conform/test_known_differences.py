@@ -1,0 +1,55 @@
+"""The known-difference table: well-formed, and every matcher precise."""
+
+from __future__ import annotations
+
+from vmsim.conform.known_differences import KNOWN_DIFFERENCES, Mismatch, by_id, explain
+
+
+def mism(step: str, host: str, sim: str, script: tuple[str, ...] = (), header: str = "") -> Mismatch:
+    seg = [header, host] if header else [host]
+    return Mismatch([*script, step], step, seg, [header, sim] if header else [sim], host, sim,
+                    len(seg) - 1)
+
+
+def test_table_is_well_formed() -> None:
+    ids = [kd.id for kd in KNOWN_DIFFERENCES]
+    assert len(ids) == len(set(ids))
+    for kd in KNOWN_DIFFERENCES:
+        assert len(kd.reason) > 80, kd.id
+        assert kd.vmsim_bug == kd.reason.startswith("vmsim bug, to fix"), kd.id
+
+
+def test_shmem_inode_rewrite() -> None:
+    rw = by_id("shmem-inode").rewrite
+    assert rw is not None
+    line = "00100000-00102000 rw-s 00000000 00:01 31                         /dev/zero (deleted)"
+    assert rw(line).endswith("00:01 <ino> @col65 /dev/zero (deleted)")
+    assert rw("child: child: " + line).startswith("child: child: 00100000")
+    assert rw("Rss: 4 kB") == "Rss: 4 kB"
+
+
+def test_matchers_are_precise() -> None:
+    m = mism("madvise 0x100000 0x1000 102", "VmFlags: rd wr mr mw me gu ac ",
+             "VmFlags: rd wr mr mw me ac ")
+    assert explain(m) is by_id("vm-maybe-guard")
+    other = mism("madvise 0x100000 0x1000 102", "VmFlags: rd wr mr mw me lo ac ",
+                 "VmFlags: rd wr mr mw me ac ")
+    assert explain(other) is None
+    m = mism("mremap 0x105000 0x4000 0x4000 3 0x103000", "ret -22", "ret -14")
+    assert explain(m) is by_id("mremap-overlap-check-order")
+    assert explain(mism("mremap 0x105000 0x1000 0x1000 3 0x103000", "ret -22", "ret -14")) is None
+    m = mism("mprotect 0x100000 0x1000 1", "Referenced:            0 kB",
+             "Referenced:            4 kB")
+    assert explain(m) is by_id("mprotect-sets-accessed")
+    assert explain(mism("munmap 0x100000 0x1000", "Referenced:            0 kB",
+                        "Referenced:            4 kB")) is None
+    m = mism("mmap 0x100000 0x1000 3 0x8011 3 0", "faults 1 0", "faults 0 1")
+    assert explain(m) is by_id("populate-fault-accounting")
+    assert explain(mism("touch 0x100000 r", "faults 1 0", "faults 0 1")) is None
+    hdr = "00100000-00101000 rw-s 00000000 <dev> <ino:f> @col73 /f"
+    m = mism("touch 0x100000 r", "Private_Dirty:         4 kB", "Private_Dirty:         0 kB",
+             ("pwrite 3 0 11",), hdr)
+    assert explain(m) is by_id("page-cache-write-through")
+    anon_hdr = "00100000-00101000 rw-p 00000000 00:00 0 "
+    assert explain(mism("touch 0x100000 r", "Private_Dirty:         4 kB",
+                        "Private_Dirty:         0 kB", ("pwrite 3 0 11",), anon_hdr)) is None
