@@ -278,6 +278,43 @@ def _truncate_cached_eof_page(m: Mismatch) -> bool:
     return False
 
 
+def _advice(m: Mismatch) -> int | None:
+    w = m.step_line.split()
+    return _num(w[3]) if m.op == "madvise" and len(w) == 4 else None
+
+
+def _pageout_shared_kept(m: Mismatch) -> bool:
+    """MADV_PAGEOUT of a shared mapping: the host unmapped the pages, vmsim kept them."""
+    head = m.header().split()
+    if _advice(m) != 21 or len(head) < 2 or not head[1].endswith("s"):
+        return False
+    host, sim = m.values()
+    if m.field() == "pagemap":
+        return True
+    return m.field() in ("Rss", "Pss", "Pss_Dirty", "Private_Clean", "Private_Dirty",
+                         "Shared_Clean", "Shared_Dirty", "Referenced") and _kb(host) < _kb(sim)
+
+
+def _free_shared_page_skipped(m: Mismatch) -> bool:
+    """MADV_FREE of a COW-shared anonymous page: the host cleaned it, vmsim skipped it."""
+    if _advice(m) != 8:
+        return False
+    host, sim = m.values()
+    f = m.field()
+    if f in ("Pss_Dirty", "Shared_Dirty", "Private_Dirty"):
+        return _kb(host) < _kb(sim)
+    if f in ("Shared_Clean", "Private_Clean", "LazyFree"):
+        return _kb(host) > _kb(sim)
+    return False
+
+
+def _mlock_empty_range(m: Mismatch) -> bool:
+    w = m.step_line.split()
+    host, sim = m.values()
+    return (m.op in ("mlock", "mlock2") and len(w) >= 3 and _num(w[2]) == 0
+            and host == "ret 0" and sim == "ret -12")
+
+
 def _madvise_cold_keeps_young(m: Mismatch) -> bool:
     w = m.step_line.split()
     host, sim = m.values()
@@ -462,6 +499,39 @@ KNOWN_DIFFERENCES: tuple[KnownDifference, ...] = (
             "VM_WRITE, so locked pages are faulted in (and COW-broken) for writing at once."
         ),
         explains=_mprotect_locked_not_populated,
+        vmsim_bug=True,
+    ),
+    KnownDifference(
+        id="madvise-pageout-shared",
+        reason=(
+            "vmsim bug, to fix: MADV_PAGEOUT leaves the pages of a MAP_SHARED mapping (file or "
+            "shmem) mapped.  Linux's madvise_cold_or_pageout_pte_range() skips only folios "
+            "mapped by other processes too; the rest go to reclaim_pages(), which unmaps them "
+            "(try_to_unmap) and frees the clean ones, so the VMA's Rss drops."
+        ),
+        explains=_pageout_shared_kept,
+        vmsim_bug=True,
+    ),
+    KnownDifference(
+        id="madvise-free-shared-page",
+        reason=(
+            "vmsim bug, to fix: MADV_FREE skips an anonymous page that is still COW-shared "
+            "with another process.  Linux's madvise_free_pte_range() skips a non-exclusive "
+            "folio only when it is PG_dirty or in the swap cache; otherwise it cleans and "
+            "ages this process's PTE and marks the folio lazy-free, so smaps shows the page "
+            "clean (and LazyFree once the batch drains)."
+        ),
+        explains=_free_shared_page_skipped,
+        vmsim_bug=True,
+    ),
+    KnownDifference(
+        id="mlock-empty-range",
+        reason=(
+            "vmsim bug, to fix: mlock()/mlock2() with length 0 at an address inside a "
+            "PROT_NONE VMA returns -ENOMEM.  Linux's apply_vma_lock_flags() returns 0 for an "
+            "empty range before looking at any VMA, and __mm_populate() of nothing succeeds."
+        ),
+        explains=_mlock_empty_range,
         vmsim_bug=True,
     ),
     KnownDifference(
