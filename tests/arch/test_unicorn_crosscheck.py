@@ -63,7 +63,7 @@ from vmsim.fs.vfs import O_CREAT, O_RDONLY, O_RDWR
 from vmsim.kernel.task import Process
 from vmsim.machine import Machine
 from vmsim.mm import mman as m
-from vmsim.mm.fault import access_error, do_user_addr_fault
+from vmsim.mm.fault import do_user_addr_fault, vma_permits
 from vmsim.mm.pgtable import pte_alloc
 from vmsim.mm.physmem import PhysMem
 
@@ -221,7 +221,7 @@ class Rig:
             if pr.out.ok:
                 return pr
             self.kmem.current = proc.acct  # the faulting task, as Process._access makes it
-            outcome = do_user_addr_fault(proc.mm, va, ACCESS[kind])
+            outcome = do_user_addr_fault(proc.mm, va, ACCESS[kind], pr.out.error_code)
             assert outcome.ok, f"{kind} at {va:#x}: vmsim's fault handler says {outcome}"
         raise AssertionError(f"{kind} at {va:#x} still faults after the handler resolved it")
 
@@ -574,7 +574,7 @@ def _random_ops(rig: Rig, rng: random.Random, procs: list[Process], base: int, f
         else:
             for addr in probes[first * per_page:(first + pages) * per_page]:
                 vma = proc.mm.find_vma(addr)
-                if vma is None or vma.vm_start > addr or access_error(ACCESS[op], vma):
+                if vma is None or vma.vm_start > addr or not vma_permits(ACCESS[op], vma):
                     continue  # vmsim would kill the process; that is not what is tested here
                 rig.serial += 1
                 if op == "store":

@@ -15,7 +15,7 @@ def test_report_counts_and_format() -> None:
     rep = Report(out=out)
     case = Case("x/1", ("munmap 0 1",))
     rep.add(Result(case, "pass", rewrites=Counter({"shmem-inode": 3})))
-    rep.add(Result(case, "known", explained_by="vm-maybe-guard", detail="d"))
+    rep.add(Result(case, "known", explained_by="lazyfree-batching", detail="d"))
     rep.add(Result(case, "fail", detail="script so far:\n>    0  munmap 0 1", step=0))
     rep.add(Result(case, "error", detail="vmsim raised"))
     rep.finish()
@@ -23,7 +23,7 @@ def test_report_counts_and_format() -> None:
     assert "FAIL x/1: first difference at step 0\n    script so far:" in text
     assert "FAIL x/1: vmsim error at step -1" in text
     assert "  shmem-inode: 3 lines rewritten in 1 scripts" in text
-    assert "  vm-maybe-guard [vmsim bug, to fix]: 1 scripts explained" in text
+    assert "  lazyfree-batching: 1 scripts explained" in text
     for kd in KNOWN_DIFFERENCES:
         assert f"  {kd.id}" in text
     assert text.splitlines()[-1] == "1 passed, 2 failed, 1 known differences"

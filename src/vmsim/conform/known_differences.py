@@ -172,72 +172,6 @@ def _lazyfree_batched(m: Mismatch) -> bool:
         w[0] == "madvise" and len(w) > 3 and _num(w[3]) == 8 for w in m.ops_so_far())
 
 
-def _populate_counted_major(m: Mismatch) -> bool:
-    """A populate of uncached file pages counted as a major fault by vmsim, minor by Linux."""
-    host, sim = (_faults(v) for v in m.values())
-    if host is None or sim is None or sum(host) != sum(sim) or sim[1] <= host[1]:
-        return False
-    w = m.step_line.split()
-    if not w:
-        return False
-    if w[0] == "mmap":
-        return len(w) > 4 and bool(_num(w[4]) & POPULATE_MMAP)
-    return w[0] in ("mlock", "mlock2", "mlockall", "mremap", "mprotect", "brk")
-
-
-def _mprotect_sets_young(m: Mismatch) -> bool:
-    host, sim = m.values()
-    return m.op == "mprotect" and m.field() == "Referenced" and _kb(sim) > _kb(host)
-
-
-def _gup_not_touched(m: Mismatch) -> bool:
-    """Pages populated through GUP lack PG_referenced (seen once their PTEs are old), or
-    PG_dirty after a write populate, in vmsim."""
-    host, sim = m.values()
-    referenced = m.field() == "Referenced" and _kb(host) > _kb(sim)
-    if not referenced and not _dirty_more(m):
-        return False
-    for w in m.ops_so_far():
-        if w[0] == "mmap" and len(w) > 4 and _num(w[4]) & POPULATE_MMAP:
-            return True
-        if w[0] in ("mlock", "mlock2", "mlockall", "brk"):
-            return True
-        if w[0] == "madvise" and len(w) > 3 and _num(w[3]) in (22, 23):  # MADV_POPULATE_*
-            return True
-    return False
-
-
-def _exec_readaround(m: Mismatch) -> bool:
-    """Page-cache state after a fault in an executable file mapping (6.16+ read-around rule)."""
-    if m.field() not in PAGE_STATE_FIELDS:
-        return False
-    for w in m.ops_so_far():
-        if w[0] == "mmap" and len(w) > 5 and _num(w[3]) & 4 and not _num(w[4]) & 0x20:
-            return True
-        if w[0] == "mprotect" and len(w) > 3 and _num(w[3]) & 4:
-            return True
-    return False
-
-
-def _exec_fetch_not_present(m: Mismatch) -> bool:
-    """The step is one instruction fetch: its result (SIGBUS for a file page past EOF, where
-    vmsim says SEGV_ACCERR) or the page it mapped."""
-    w = m.step_line.split()
-    if not (len(w) == 3 and w[0] == "touch" and w[2] == "x"):
-        return False
-    host, sim = m.values()
-    if sim.startswith("sig "):
-        return sim.split()[1:3] == ["SIGSEGV", "ACCERR"] and host.startswith("sig SIGBUS")
-    return m.field() in (*PAGE_STATE_FIELDS, "Anonymous", "Private_Dirty", "Shared_Dirty")
-
-
-def _maybe_guard_flag(m: Mismatch) -> bool:
-    host, sim = m.values()
-    if not (host.startswith("VmFlags:") and sim.startswith("VmFlags:")):
-        return False
-    return [t for t in host.split() if t != "gu"] == sim.split() and "gu" in host.split()
-
-
 def _mremap_args(m: Mismatch) -> tuple[int, int, int, int, int] | None:
     w = m.step_line.split()
     if m.op != "mremap" or len(w) != 6:
@@ -281,56 +215,6 @@ def _truncate_cached_eof_page(m: Mismatch) -> bool:
 def _advice(m: Mismatch) -> int | None:
     w = m.step_line.split()
     return _num(w[3]) if m.op == "madvise" and len(w) == 4 else None
-
-
-def _pageout_shared_kept(m: Mismatch) -> bool:
-    """MADV_PAGEOUT of a shared mapping: the host unmapped the pages, vmsim kept them."""
-    head = m.header().split()
-    if _advice(m) != 21 or len(head) < 2 or not head[1].endswith("s"):
-        return False
-    host, sim = m.values()
-    if m.field() == "pagemap":
-        return True
-    return m.field() in ("Rss", "Pss", "Pss_Dirty", "Private_Clean", "Private_Dirty",
-                         "Shared_Clean", "Shared_Dirty", "Referenced") and _kb(host) < _kb(sim)
-
-
-def _free_shared_page_skipped(m: Mismatch) -> bool:
-    """MADV_FREE of a COW-shared anonymous page: the host cleaned it, vmsim skipped it."""
-    if _advice(m) != 8:
-        return False
-    host, sim = m.values()
-    f = m.field()
-    if f in ("Pss_Dirty", "Shared_Dirty", "Private_Dirty"):
-        return _kb(host) < _kb(sim)
-    if f in ("Shared_Clean", "Private_Clean", "LazyFree"):
-        return _kb(host) > _kb(sim)
-    return False
-
-
-def _mlock_empty_range(m: Mismatch) -> bool:
-    w = m.step_line.split()
-    host, sim = m.values()
-    return (m.op in ("mlock", "mlock2") and len(w) >= 3 and _num(w[2]) == 0
-            and host == "ret 0" and sim == "ret -12")
-
-
-def _madvise_cold_keeps_young(m: Mismatch) -> bool:
-    w = m.step_line.split()
-    host, sim = m.values()
-    return (m.op == "madvise" and len(w) == 4 and _num(w[3]) in (20, 21)
-            and m.field() == "Referenced" and _kb(host) < _kb(sim))
-
-
-def _mprotect_locked_not_populated(m: Mismatch) -> bool:
-    """mprotect granting write to a locked private area: the host populated it, vmsim did not."""
-    w = m.step_line.split()
-    if m.op != "mprotect" or len(w) != 4 or not _num(w[3]) & 2:
-        return False
-    if m.field() not in ("Rss", "Pss", "pagemap", "faults", "Anonymous", "Private_Dirty",
-                         "Pss_Dirty", "Referenced", "Locked", "Private_Clean"):
-        return False
-    return "lo" in _vmflags_after(m)
 
 
 def _vmflags_after(m: Mismatch) -> list[str]:
@@ -397,79 +281,6 @@ KNOWN_DIFFERENCES: tuple[KnownDifference, ...] = (
         explains=_lazyfree_batched,
     ),
     KnownDifference(
-        id="populate-fault-accounting",
-        reason=(
-            "vmsim bug, to fix: populating uncached file pages (MAP_POPULATE, MAP_LOCKED, "
-            "mlock, mlockall, and mremap/mprotect/brk of locked areas) is counted as a major "
-            "fault.  Linux's __mm_populate() faults with populate_vma_page_range() -> "
-            "__get_user_pages() without FOLL_TRIED: the first fault drops the mmap lock for "
-            "the read (VM_FAULT_RETRY, not accounted), then __mm_populate() re-takes it and "
-            "faults again without FAULT_FLAG_TRIED, finding the page cached: mm_account_fault() "
-            "counts a minor fault (MADV_POPULATE_* retries with FOLL_TRIED: major, as vmsim)."
-        ),
-        explains=_populate_counted_major,
-        vmsim_bug=True,
-    ),
-    KnownDifference(
-        id="mprotect-sets-accessed",
-        reason=(
-            "vmsim bug, to fix: mprotect's change_protection() ORs the whole vm_page_prot, "
-            "accessed bit included, into every present PTE, so old PTEs (a child's after fork, "
-            "for example) become young and smaps' Referenced grows.  Linux's pte_modify() "
-            "keeps _PAGE_CHG_MASK (frame, accessed, dirty, soft-dirty, ...) from the old PTE "
-            "and takes only the other bits from the new protection."
-        ),
-        explains=_mprotect_sets_young,
-        vmsim_bug=True,
-    ),
-    KnownDifference(
-        id="gup-foll-touch",
-        reason=(
-            "vmsim bug, to fix: pages populated through get_user_pages (mlock, MAP_POPULATE, "
-            "MAP_LOCKED, MADV_POPULATE_*, brk under mlockall) are not 'touched'.  Linux's "
-            "follow_page_pte() with FOLL_TOUCH calls folio_mark_accessed() (PG_referenced: "
-            "smaps counts the page Referenced even where the PTE is old, e.g. in a child after "
-            "fork) and, for FOLL_WRITE on a clean PTE, folio_mark_dirty() (a populated "
-            "shared page shows as dirty)."
-        ),
-        explains=_gup_not_touched,
-        vmsim_bug=True,
-    ),
-    KnownDifference(
-        id="exec-read-around",
-        reason=(
-            "vmsim bug, to fix: a fault in an executable file mapping reads around the page "
-            "like any other (ra_pages centred on the fault).  Since Linux 6.16 "
-            "do_sync_mmap_readahead() treats VM_EXEC specially: the read starts at the fault "
-            "(rounded down to exec_folio_order(), 0 on x86), is clamped to the VMA, and has no "
-            "async part, so fewer pages are cached (mincore, fault-around, later major faults)."
-        ),
-        explains=_exec_readaround,
-        vmsim_bug=True,
-    ),
-    KnownDifference(
-        id="exec-fetch-not-present",
-        reason=(
-            "vmsim bug, to fix: an instruction fetch from a not-present page of a readable but "
-            "not executable VMA fails at once in vmsim.  x86's access_error() does not look "
-            "at X86_PF_INSTR: a fetch from a not-present page only needs an accessible VMA, so "
-            "Linux maps the page (the zero page for anonymous memory; a minor fault), the "
-            "retried fetch hits NX and only that protection fault is SIGSEGV/SEGV_ACCERR."
-        ),
-        explains=_exec_fetch_not_present,
-        vmsim_bug=True,
-    ),
-    KnownDifference(
-        id="vm-maybe-guard",
-        reason=(
-            "vmsim bug, to fix: MADV_GUARD_INSTALL sets VM_MAYBE_GUARD on the VMA in the host "
-            "kernel, shown as 'gu' in smaps VmFlags; vmsim does not model that flag.  Matches "
-            "VmFlags lines that differ only by 'gu'."
-        ),
-        explains=_maybe_guard_flag,
-        vmsim_bug=True,
-    ),
-    KnownDifference(
         id="mremap-overlap-check-order",
         reason=(
             "vmsim bug, to fix: mremap(MREMAP_FIXED) with overlapping old and new ranges and "
@@ -477,61 +288,6 @@ KNOWN_DIFFERENCES: tuple[KnownDifference, ...] = (
             "(-EINVAL) in check_mremap_params()/mremap_to() before it looks up the VMA."
         ),
         explains=_mremap_overlap_order,
-        vmsim_bug=True,
-    ),
-    KnownDifference(
-        id="madvise-cold-keeps-young",
-        reason=(
-            "vmsim bug, to fix: MADV_COLD and MADV_PAGEOUT leave the accessed bits alone in "
-            "vmsim.  Linux's madvise_cold_or_pageout_pte_range() clears the PTE's young bit "
-            "(ptep_test_and_clear_young) and the folio's PG_referenced before deactivating "
-            "(or reclaiming) it, so smaps' Referenced drops."
-        ),
-        explains=_madvise_cold_keeps_young,
-        vmsim_bug=True,
-    ),
-    KnownDifference(
-        id="mprotect-locked-populate",
-        reason=(
-            "vmsim bug, to fix: mprotect() that grants write to a VM_LOCKED private area does "
-            "not populate it.  Linux's mprotect_fixup() calls populate_vma_page_range() when "
-            "(oldflags & (VM_WRITE|VM_SHARED|VM_LOCKED)) == VM_LOCKED and the new flags have "
-            "VM_WRITE, so locked pages are faulted in (and COW-broken) for writing at once."
-        ),
-        explains=_mprotect_locked_not_populated,
-        vmsim_bug=True,
-    ),
-    KnownDifference(
-        id="madvise-pageout-shared",
-        reason=(
-            "vmsim bug, to fix: MADV_PAGEOUT leaves the pages of a MAP_SHARED mapping (file or "
-            "shmem) mapped.  Linux's madvise_cold_or_pageout_pte_range() skips only folios "
-            "mapped by other processes too; the rest go to reclaim_pages(), which unmaps them "
-            "(try_to_unmap) and frees the clean ones, so the VMA's Rss drops."
-        ),
-        explains=_pageout_shared_kept,
-        vmsim_bug=True,
-    ),
-    KnownDifference(
-        id="madvise-free-shared-page",
-        reason=(
-            "vmsim bug, to fix: MADV_FREE skips an anonymous page that is still COW-shared "
-            "with another process.  Linux's madvise_free_pte_range() skips a non-exclusive "
-            "folio only when it is PG_dirty or in the swap cache; otherwise it cleans and "
-            "ages this process's PTE and marks the folio lazy-free, so smaps shows the page "
-            "clean (and LazyFree once the batch drains)."
-        ),
-        explains=_free_shared_page_skipped,
-        vmsim_bug=True,
-    ),
-    KnownDifference(
-        id="mlock-empty-range",
-        reason=(
-            "vmsim bug, to fix: mlock()/mlock2() with length 0 at an address inside a "
-            "PROT_NONE VMA returns -ENOMEM.  Linux's apply_vma_lock_flags() returns 0 for an "
-            "empty range before looking at any VMA, and __mm_populate() of nothing succeeds."
-        ),
-        explains=_mlock_empty_range,
         vmsim_bug=True,
     ),
     KnownDifference(

@@ -246,10 +246,10 @@ class VmsimRunner:
                 return SigInfo(11, SI_KERNEL, 0)
             chunk = min(PAGE - (pos & (PAGE - 1)), end - pos)
             for _ in range(4):
-                phys, _err = translate(mode, kmem.phys, mm.pgd, pos, access)
+                phys, err = translate(mode, kmem.phys, mm.pgd, pos, access)
                 if phys >= 0:
                     break
-                outcome = do_user_addr_fault(mm, pos, access)
+                outcome = do_user_addr_fault(mm, pos, access, err)
                 if not outcome.ok:
                     if int(outcome.result) & VM_FAULT_OOM:
                         p.machine.do_exit(p, kill_signal=9)

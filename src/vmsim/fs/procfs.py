@@ -28,6 +28,7 @@ from vmsim.mm.vma import (
     VM_IO,
     VM_LOCKED,
     VM_LOCKONFAULT,
+    VM_MAYBE_GUARD,
     VM_MAYEXEC,
     VM_MAYREAD,
     VM_MAYSHARE,
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
 VM_FLAG_MNEMONICS: tuple[tuple[int, str], ...] = tuple(sorted([
     (VM_READ, "rd"), (VM_WRITE, "wr"), (VM_EXEC, "ex"), (VM_SHARED, "sh"), (VM_MAYREAD, "mr"),
     (VM_MAYWRITE, "mw"), (VM_MAYEXEC, "me"), (VM_MAYSHARE, "ms"), (VM_GROWSDOWN, "gd"),
+    (VM_MAYBE_GUARD, "gu"),
     (VM_PFNMAP, "pf"), (VM_LOCKED, "lo"), (VM_IO, "io"), (VM_SEQ_READ, "sr"),
     (VM_RAND_READ, "rr"), (VM_DONTCOPY, "dc"), (VM_DONTEXPAND, "de"), (VM_LOCKONFAULT, "lf"),
     (VM_ACCOUNT, "ac"), (VM_NORESERVE, "nr"), (VM_HUGETLB, "ht"), (VM_SYNC, "sf"),

@@ -241,7 +241,7 @@ class Process:
                 phys, err = translate(kmem.mode, kmem.phys, mm.pgd, addr, access)
             if phys >= 0:
                 return phys
-            outcome = do_user_addr_fault(mm, addr, access)
+            outcome = do_user_addr_fault(mm, addr, access, err)
             if not outcome.ok:
                 self._fatal_fault(outcome, err)
                 if check:

@@ -13,7 +13,7 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
-from vmsim.arch.paging import Access
+from vmsim.arch.paging import Access, MmuFault
 from vmsim.mm import filemap
 from vmsim.mm.mm_struct import MM_ANONPAGES
 from vmsim.mm.page import PG
@@ -27,7 +27,16 @@ from vmsim.mm.rmap import (
 )
 from vmsim.mm.swapops import is_guard_pte_marker
 from vmsim.mm.tlb import flush_tlb_range
-from vmsim.mm.vma import VM_EXEC, VM_GROWSDOWN, VM_LOCKED, VM_READ, VM_SHARED, VM_WRITE
+from vmsim.mm.vma import (
+    VM_EXEC,
+    VM_GROWSDOWN,
+    VM_LOCKED,
+    VM_RAND_READ,
+    VM_READ,
+    VM_SEQ_READ,
+    VM_SHARED,
+    VM_WRITE,
+)
 
 if TYPE_CHECKING:
     from vmsim.mm.kmem import Kmem
@@ -63,6 +72,10 @@ VM_FAULT_ERROR = int(VmFault.OOM | VmFault.SIGBUS | VmFault.SIGSEGV | VmFault.HW
 _MAJOR = int(VmFault.MAJOR)
 _WRITE = int(Access.WRITE)
 _EXEC = int(Access.EXEC)
+PF_PROT = int(MmuFault.PROT)
+PF_WRITE = int(MmuFault.WRITE)
+PF_USER = int(MmuFault.USER)
+PF_INSTR = int(MmuFault.INSTR)
 
 
 @dataclass
@@ -90,13 +103,29 @@ class FaultOutcome(NamedTuple):
         return not self.signo and not int(self.result) & VM_FAULT_ERROR
 
 
-def access_error(access: int, vma: Vma) -> bool:
-    """access_error() (arch/x86/mm/fault.c): do the VMA's rights forbid this access?"""
-    if access & _WRITE:
+def access_error(error_code: int, vma: Vma) -> bool:
+    """access_error() (arch/x86/mm/fault.c): does the VMA forbid the access this #PF reports?
+
+    Decided from the hardware error code, as x86 does: a write needs
+    VM_WRITE; a fault on a present entry that is not a write is a protection
+    fault (an NX fetch, say); a not-present read or fetch only needs the VMA
+    to be accessible. So a fetch from a non-executable VMA first maps the
+    page, and only the retried fetch fails (SEGV_ACCERR).
+    """
+    if error_code & PF_WRITE:
         return not vma.vm_flags & VM_WRITE
-    if access & _EXEC:
-        return not vma.vm_flags & VM_EXEC
+    if error_code & PF_PROT:
+        return True
     return not vma.vm_flags & (VM_READ | VM_WRITE | VM_EXEC)
+
+
+def vma_permits(access: int, vma: Vma) -> bool:
+    """Do the VMA's rights allow this kind of access at all (read, write, fetch)?"""
+    if access & _WRITE:
+        return bool(vma.vm_flags & VM_WRITE)
+    if access & _EXEC:
+        return bool(vma.vm_flags & VM_EXEC)
+    return bool(vma.vm_flags & (VM_READ | VM_WRITE | VM_EXEC))
 
 
 def expand_stack(mm: MmStruct, vma: Vma, address: int) -> bool:
@@ -138,19 +167,25 @@ def expand_stack(mm: MmStruct, vma: Vma, address: int) -> bool:
     return True
 
 
-def do_user_addr_fault(mm: MmStruct, address: int, access: int) -> FaultOutcome:
+def do_user_addr_fault(mm: MmStruct, address: int, access: int,
+                       error_code: int | None = None) -> FaultOutcome:
     """The arch fault path for a user-mode fault: VMA checks, then handle_mm_fault.
 
-    `access` is an `Access` value (plain ints are accepted and fastest).
+    `access` is an `Access` value (plain ints are accepted and fastest);
+    `error_code` is the x86 #PF error code (X86_PF_*) the MMU reported, by
+    default that of a not-present user access of that kind.
     """
     access = int(access)
+    if error_code is None:
+        error_code = PF_USER | (PF_WRITE if access & _WRITE else 0) | (
+            PF_INSTR if access & _EXEC else 0)
     vma = mm.find_vma(address)
     if vma is None:
         return FaultOutcome(VmFault.SIGSEGV, SIGSEGV, SEGV_MAPERR, address, "segv-maperr")
     if vma.vm_start > address:
         if not vma.vm_flags & VM_GROWSDOWN or not expand_stack(mm, vma, address):
             return FaultOutcome(VmFault.SIGSEGV, SIGSEGV, SEGV_MAPERR, address, "segv-maperr")
-    if access_error(access, vma):
+    if access_error(error_code, vma):
         return FaultOutcome(VmFault.SIGSEGV, SIGSEGV, SEGV_ACCERR, address, "segv-accerr")
     result, kind = handle_mm_fault(mm, vma, address, access)
     if result:
@@ -161,12 +196,15 @@ def do_user_addr_fault(mm: MmStruct, address: int, access: int) -> FaultOutcome:
     return FaultOutcome(result, 0, 0, address, kind)
 
 
-def handle_mm_fault(mm: MmStruct, vma: Vma, address: int, access: int) -> tuple[VmFault, str]:
+def handle_mm_fault(mm: MmStruct, vma: Vma, address: int, access: int,
+                    count_major: bool = True) -> tuple[VmFault, str]:
     """handle_mm_fault(): allocate missing tables, then handle_pte_fault.
 
     Returns the VmFault bits and the kind of fault it was ("anon", "zero",
     "file", "cow", "shared", "wp-copy", "wp-reuse", "wp-shared", "spurious").
-    Counts the fault in the machine's vm_event and the mm's per-kind stats.
+    Counts the fault in the machine's vm_event and the mm's per-kind stats;
+    with count_major False a fault that read the file is charged to the task
+    as minor (the caller re-faults after the I/O without FAULT_FLAG_TRIED).
     """
     kmem = mm.kmem
     kmem.vm_event["pgfault"] += 1
@@ -178,7 +216,8 @@ def handle_mm_fault(mm: MmStruct, vma: Vma, address: int, access: int) -> tuple[
     kmem.fault_kinds[kind] += 1
     if result and result & _MAJOR:
         kmem.vm_event["pgmajfault"] += 1
-    mm_account_fault(kmem.current, result)
+    mm_account_fault(kmem.current, result if count_major or not result
+                     else VmFault(int(result) & ~_MAJOR))
     if kmem.events.active:
         kmem.events.emit("fault", mm=mm.owner_pid, addr=address,
                          access=Access(access).name or "READ", fault=kind, result=int(result))
@@ -258,6 +297,25 @@ def do_anonymous_page(mm: MmStruct, vma: Vma, address: int, pte_addr: int,
     return VmFault.HANDLED, "anon"
 
 
+def mmap_readahead_window(kmem: Kmem, vma: Vma, index: int) -> tuple[int, int] | None:
+    """do_sync_mmap_readahead(): which file pages a fault's cache miss reads, [first, end).
+
+    VM_RAND_READ: none but the page itself; VM_SEQ_READ: ra_pages from the
+    page on; executable areas (Linux 6.16+): from the page on, but not past
+    the end of the VMA; otherwise the read-around window centred on it.
+    """
+    ra = kmem.sysctl.ra_pages
+    flags = vma.vm_flags
+    if flags & VM_RAND_READ:
+        return None
+    if flags & VM_SEQ_READ:
+        return index, index + ra
+    if flags & VM_EXEC:
+        return index, min(index + ra, vma.vm_pgoff + (vma.size >> kmem.page_shift))
+    start = max(index - ra // 2, 0)
+    return start, start + ra
+
+
 def _file_page(mm: MmStruct, vma: Vma, address: int) -> tuple[int, VmFault] | VmFault:
     """__do_fault() -> filemap_fault(): the page-cache frame for address, or an error."""
     kmem = mm.kmem
@@ -266,7 +324,7 @@ def _file_page(mm: MmStruct, vma: Vma, address: int) -> tuple[int, VmFault] | Vm
     index = vma.linear_page_index(address, kmem.page_shift)
     if index >= filemap.last_index(kmem, inode):
         return VmFault.SIGBUS
-    got = filemap.filemap_get_page(kmem, inode, index, readahead=True)
+    got = filemap.filemap_get_page(kmem, inode, index, mmap_readahead_window(kmem, vma, index))
     if got is None:
         return VmFault.OOM
     pfn, major = got

@@ -169,13 +169,14 @@ def last_index(kmem: Kmem, inode: Inode) -> int:
     return (inode.i_size + kmem.page_size - 1) >> kmem.page_shift
 
 
-def filemap_get_page(kmem: Kmem, inode: Inode, index: int, readahead: bool) -> tuple[int, bool] | None:
+def filemap_get_page(kmem: Kmem, inode: Inode, index: int,
+                     readahead: tuple[int, int] | None) -> tuple[int, bool] | None:
     """filemap_fault()'s page lookup: (pfn, major) for page `index`, or None on OOM.
 
-    A cache miss reads the page from the backing store, and with
-    `readahead` also the read-around window of ``ra_pages`` centred on it
-    (do_sync_mmap_readahead), which is what makes later neighbouring faults
-    minor. A miss is a major fault. Shmem pages are created zeroed.
+    A cache miss reads the page from the backing store, and also the pages
+    of the `readahead` window [first, end) (chosen by the caller as
+    do_sync_mmap_readahead() would), which is what makes later neighbouring
+    faults minor. A miss is a major fault. Shmem pages are created zeroed.
     """
     pfn = inode.pages.get(index)
     if pfn is not None:
@@ -188,10 +189,8 @@ def filemap_get_page(kmem: Kmem, inode: Inode, index: int, readahead: bool) -> t
         return pfn, False
     _read_page_into(kmem, inode, index, pfn)
     add_to_page_cache(kmem, inode, index, pfn)
-    if readahead:
-        ra = kmem.sysctl.ra_pages
-        start = max(index - ra // 2, 0)
-        end = min(start + ra, last_index(kmem, inode))
+    if readahead is not None:
+        start, end = readahead[0], min(readahead[1], last_index(kmem, inode))
         for i in range(start, end):
             if i in inode.pages:
                 continue
@@ -233,18 +232,37 @@ def writeback_range(kmem: Kmem, inode: Inode, start_index: int, end_index: int) 
     return written
 
 
+def get_init_ra_size(size: int, max_pages: int) -> int:
+    """get_init_ra_size() (mm/readahead.c): the first read-ahead window for a read of `size` pages."""
+    newsize = 1 << max(size - 1, 0).bit_length()
+    if newsize <= max_pages // 32:
+        return newsize * 4
+    if newsize <= max_pages // 4:
+        return newsize * 2
+    return max_pages
+
+
 def file_read(kmem: Kmem, inode: Inode, offset: int, n: int) -> bytes:
-    """filemap_read(): bytes from the page cache where cached, else from the backing store."""
+    """filemap_read(): bytes through the page cache, reading missing pages into it.
+
+    As page_cache_sync_ra() does for a fresh file, a read from the start of the
+    file also reads ahead the initial window; a read elsewhere (random) reads
+    only the pages it needs. Out of memory, the rest is read uncached.
+    """
     n = max(min(n, inode.i_size - offset), 0)
     out = bytearray()
     ps = kmem.page_size
+    first, last = offset // ps, (offset + n + ps - 1) // ps
+    window = None
+    if first == 0 and n:
+        window = (0, get_init_ra_size(last - first, kmem.sysctl.ra_pages))
     pos = offset
     while pos < offset + n:
         index, off = divmod(pos, ps)
         chunk = min(ps - off, offset + n - pos)
-        pfn = inode.pages.get(index)
-        if pfn is not None:
-            out += kmem.phys.read(pfn * ps + off, chunk)
+        got = filemap_get_page(kmem, inode, index, window if index == first else None)
+        if got is not None:
+            out += kmem.phys.read(got[0] * ps + off, chunk)
         elif inode.backing is not None:
             out += inode.backing.pread(pos, chunk).ljust(chunk, b"\0")
         else:

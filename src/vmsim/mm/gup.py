@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from vmsim.arch.paging import Access
+from vmsim.mm import filemap
 from vmsim.mm.fault import VmFault, handle_mm_fault
+from vmsim.mm.page import PG
 from vmsim.mm.pgtable import pte_offset
 from vmsim.mm.vma import VM_EXEC, VM_IO, VM_LOCKONFAULT, VM_PFNMAP, VM_READ, VM_SHARED, VM_WRITE
 
@@ -19,29 +21,50 @@ if TYPE_CHECKING:
     from vmsim.mm.vma import Vma
 
 
-def follow_page_ok(mm: MmStruct, addr: int, write: bool) -> bool:
-    """follow_page_pte(): is the page already mapped with the needed rights?"""
+def follow_page(mm: MmStruct, addr: int, write: bool) -> bool:
+    """follow_page_pte() with FOLL_TOUCH: is the page mapped with the needed rights?
+
+    If so it is touched as GUP touches it: marked referenced (mark_page_accessed)
+    and, for a write, dirtied if neither the entry nor the page is dirty yet.
+    """
     kmem = mm.kmem
-    b = kmem.mode.bits
+    mode = kmem.mode
+    b = mode.bits
     slot = pte_offset(kmem, mm.pgd, addr)
     if slot < 0:
         return False
-    entry = kmem.phys.read_entry(slot, kmem.mode.entry_size)
-    if not entry & b.present:
+    entry = kmem.phys.read_entry(slot, mode.entry_size)
+    if not entry & b.present or (write and not entry & b.write):
         return False
-    return not write or bool(entry & b.write)
+    if not entry & b.special:
+        pfn = mode.entry_pfn(entry)
+        flags = kmem.mem_map.flags_mv
+        if write and not entry & b.dirty and not flags[pfn] & PG.dirty:
+            if flags[pfn] & PG.anon:
+                flags[pfn] |= PG.dirty
+            else:
+                filemap.set_page_dirty(kmem, pfn)
+        flags[pfn] |= PG.referenced
+    return True
 
 
-def faultin_range(mm: MmStruct, vma: Vma, start: int, end: int, write: bool) -> VmFault:
-    """__get_user_pages() over one VMA: fault every page not already suitable."""
+def faultin_range(mm: MmStruct, vma: Vma, start: int, end: int, write: bool,
+                  tried: bool) -> VmFault:
+    """__get_user_pages() over one VMA: fault every page not already suitable, then touch it.
+
+    `tried` says whether a fault that had to wait for I/O is retried with
+    FAULT_FLAG_TRIED (MADV_POPULATE_*: it counts as major) or simply faulted
+    again (__mm_populate: the second fault finds the page cached, minor).
+    """
     ps = mm.kmem.page_size
     access = int(Access.WRITE if write else Access.READ)
     for addr in range(start, end, ps):
-        if follow_page_ok(mm, addr, write):
+        if follow_page(mm, addr, write):
             continue
-        result, _ = handle_mm_fault(mm, vma, addr, access)
+        result, _ = handle_mm_fault(mm, vma, addr, access, count_major=tried)
         if result.is_error:
             return result
+        follow_page(mm, addr, write)
     return VmFault.HANDLED
 
 
@@ -59,7 +82,7 @@ def populate_vma_page_range(mm: MmStruct, vma: Vma, start: int, end: int) -> int
     if not flags & (VM_READ | VM_WRITE | VM_EXEC):
         return -14
     write = (flags & (VM_WRITE | VM_SHARED)) == VM_WRITE
-    result = faultin_range(mm, vma, start, end, write)
+    result = faultin_range(mm, vma, start, end, write, tried=False)
     if result and result & VmFault.OOM:
         return -12
     if result.is_error:

@@ -25,6 +25,7 @@ from vmsim.mm.vma import (
     VM_HUGETLB,
     VM_IO,
     VM_LOCKED,
+    VM_MAYBE_GUARD,
     VM_MAYWRITE,
     VM_MERGEABLE,
     VM_NOHUGEPAGE,
@@ -68,20 +69,64 @@ def madvise_dontneed_free(mm: MmStruct, vma: Vma, start: int, end: int, behavior
 
 
 def madvise_free_pte_range(mm: MmStruct, start: int, end: int) -> None:
-    """madvise_free_pte_range(): exclusive anonymous pages become clean and lazyfree."""
+    """madvise_free_pte_range(): this mm's entries become clean and old; pages turn lazyfree.
+
+    A page whose struct page is dirty is left alone unless this mm is its only
+    mapper; lazyfree (no longer swap-backed) means reclaim may drop it.
+    """
     kmem = mm.kmem
     mode = kmem.mode
     b = mode.bits
+    flags = kmem.mem_map.flags_mv
+    for addr, entry in present_pages(kmem, mm, start, end):
+        if entry & b.special:
+            continue
+        pfn = mode.entry_pfn(entry)
+        if flags[pfn] & PG.dirty:
+            if kmem.mem_map.mapcount_mv[pfn] != 1:
+                continue
+            flags[pfn] &= ~PG.dirty
+        if entry & (b.dirty | b.accessed):
+            slot = pte_offset(kmem, mm.pgd, addr)
+            kmem.phys.write_entry(slot, mode.entry_size, entry & ~(b.dirty | b.accessed))
+            flush_tlb_range(mm, addr, addr + kmem.page_size)  # a cached dirty TLB entry must go too
+        if flags[pfn] & PG.anon:
+            flags[pfn] &= ~(PG.swapbacked | PG.referenced)  # folio_mark_lazyfree()
+
+
+def madvise_cold_or_pageout_pte_range(mm: MmStruct, vma: Vma, start: int, end: int,
+                                      pageout: bool) -> None:
+    """MADV_COLD / MADV_PAGEOUT: age the pages only this mm maps, and with PAGEOUT reclaim them.
+
+    COLD clears the entries' accessed bits; both clear the pages' referenced
+    flags (deactivation).
+    PAGEOUT then reclaims what can go without swap: clean page-cache pages of
+    regular files are unmapped and dropped; anonymous and shmem pages stay
+    (vmsim has no swap yet), as do dirty file pages.
+    """
+    kmem = mm.kmem
+    mode = kmem.mode
+    b = mode.bits
+    flags = kmem.mem_map.flags_mv
+    shift = kmem.page_shift
     for addr, entry in present_pages(kmem, mm, start, end):
         if entry & b.special:
             continue
         pfn = mode.entry_pfn(entry)
         if kmem.mem_map.mapcount_mv[pfn] != 1:
-            continue
-        kmem.mem_map.flags_mv[pfn] &= ~(PG.dirty | PG.swapbacked | PG.referenced)
-        slot = pte_offset(kmem, mm.pgd, addr)
-        kmem.phys.write_entry(slot, mode.entry_size, entry & ~(b.dirty | b.accessed))
-        flush_tlb_range(mm, addr, addr + kmem.page_size)  # a cached dirty TLB entry must go too
+            continue  # do not interfere with other mappings of the page
+        if not pageout and entry & b.accessed:
+            kmem.phys.write_entry(pte_offset(kmem, mm.pgd, addr), mode.entry_size,
+                                  entry & ~b.accessed)
+            flush_tlb_range(mm, addr, addr + kmem.page_size)
+        flags[pfn] &= ~(PG.referenced | PG.active)
+        file = vma.vm_file
+        if (pageout and file is not None and not flags[pfn] & (PG.anon | PG.swapbacked | PG.dirty)
+                and not entry & b.dirty):
+            zap_pte_range(mm, vma, addr, addr + kmem.page_size)
+            index = vma.linear_page_index(addr, shift)
+            if file.inode.pages.get(index) == pfn and not kmem.mem_map.mapcount_mv[pfn]:
+                filemap.delete_from_page_cache(kmem, file.inode, index)
 
 
 def madvise_willneed(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
@@ -93,7 +138,7 @@ def madvise_willneed(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
     first = vma.linear_page_index(start, kmem.page_shift)
     last = min(vma.linear_page_index(end, kmem.page_shift), filemap.last_index(kmem, inode))
     for index in range(first, last):
-        if filemap.filemap_get_page(kmem, inode, index, readahead=False) is None:
+        if filemap.filemap_get_page(kmem, inode, index, readahead=None) is None:
             return -m.ENOMEM
     return 0
 
@@ -130,6 +175,7 @@ def madvise_guard_install(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
     """
     if not is_valid_guard_vma(vma, allow_locked=False):
         return -m.EINVAL
+    vma.vm_flags |= VM_MAYBE_GUARD  # the whole area, without a split (Linux 6.18)
     anon_vma_prepare(mm, vma)
     zap_pte_range(mm, vma, start, end)
     kmem = mm.kmem
@@ -171,7 +217,8 @@ def madvise_vma_behavior(mm: MmStruct, vma: Vma, start: int, end: int, behavior:
     if behavior in (m.MADV_COLD, m.MADV_PAGEOUT):
         if vma.vm_flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB):  # can_madv_lru_vma()
             return -m.EINVAL
-        return 0  # reclaim hints; vmsim has no reclaim yet, so there is nothing to deactivate
+        madvise_cold_or_pageout_pte_range(mm, vma, start, end, behavior == m.MADV_PAGEOUT)
+        return 0
     flags = vma.vm_flags
     if behavior == m.MADV_NORMAL:
         flags &= ~(VM_RAND_READ | VM_SEQ_READ)
@@ -252,7 +299,7 @@ def madvise_populate(mm: MmStruct, start: int, end: int, behavior: int) -> int:
         if not vma.vm_flags & (VM_WRITE if write else VM_READ):
             return -m.EINVAL  # check_vma_flags() refuses, FOLL_MADV_POPULATE reports EINVAL
         tmp = min(vma.vm_end, end)
-        result = faultin_range(mm, vma, start, tmp, write)
+        result = faultin_range(mm, vma, start, tmp, write, tried=True)
         if result & VmFault.OOM:
             return -m.ENOMEM
         if result.is_error:

@@ -17,7 +17,7 @@ from vmsim.mm.page import PG
 from vmsim.mm.pgtable import pte_alloc, pte_tables, pte_view
 from vmsim.mm.swapops import is_guard_pte_marker
 from vmsim.mm.tlb import flush_tlb_range
-from vmsim.mm.vma import VM_MAYWRITE, VM_SHARED
+from vmsim.mm.vma import VM_MAYBE_GUARD, VM_MAYWRITE, VM_SHARED
 
 if TYPE_CHECKING:
     from vmsim.mm.kmem import Kmem
@@ -122,8 +122,8 @@ def copy_page_range(dst_mm: MmStruct, src_mm: MmStruct, dst_vma: Vma, src_vma: V
     the kernel does (vma_needs_copy): the child refaults them from the page
     cache. Works table by table on numpy arrays. False on OOM.
     """
-    if src_vma.anon_vma is None:
-        return True
+    if src_vma.anon_vma is None and not src_vma.vm_flags & VM_MAYBE_GUARD:
+        return True  # vma_needs_copy(): the child can refault everything
     kmem = src_mm.kmem
     mode = kmem.mode
     b = mode.bits

@@ -27,6 +27,7 @@ from vmsim.mm.vma import (
     VM_DROPPABLE,
     VM_EXEC,
     VM_GROWSDOWN,
+    VM_IGNORE_MERGE,
     VM_LOCKED,
     VM_LOCKED_MASK,
     VM_MAYEXEC,
@@ -40,6 +41,7 @@ from vmsim.mm.vma import (
     VM_SOFTDIRTY,
     VM_SPECIAL,
     VM_STACK,
+    VM_STICKY,
     VM_SYNC,
     VM_WIPEONFORK,
     VM_WRITE,
@@ -207,7 +209,7 @@ def anon_vmas_compatible(prev: Vma, nxt: Vma) -> bool:
 
 def is_mergeable_vma(vma: Vma, file: File | None, vm_flags: int, anon_name: str | None) -> bool:
     """is_mergeable_vma(): same flags (soft-dirty aside), same struct file, same name."""
-    return (not (vma.vm_flags ^ vm_flags) & ~VM_SOFTDIRTY and vma.vm_file is file
+    return (not (vma.vm_flags ^ vm_flags) & ~VM_IGNORE_MERGE and vma.vm_file is file
             and vma.anon_name == anon_name)
 
 
@@ -230,7 +232,10 @@ def _can_merge_before(nxt: Vma, file: File | None, vm_flags: int, src: Vma | Non
 
 
 def _absorb_anon(target: Vma, source: Vma | None) -> None:
-    """dup_anon_vma(): an expanding VMA takes over the anon_vma of what it swallows."""
+    """dup_anon_vma(): an expanding VMA takes over the anon_vma of what it swallows,
+    and its sticky flags (VM_MAYBE_GUARD)."""
+    if source is not None:
+        target.vm_flags |= source.vm_flags & VM_STICKY
     if source is not None and source.anon_vma is not None and target.anon_vma is None:
         target.anon_vma = source.anon_vma
         target.anon_vma_chain = list(source.anon_vma_chain)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vmsim.mm import mman as m
+from vmsim.mm.gup import populate_vma_page_range
 from vmsim.mm.mmap import (
     U64,
     calc_vm_prot_bits,
@@ -25,6 +26,7 @@ from vmsim.mm.vma import (
     VM_EXEC,
     VM_GROWSDOWN,
     VM_HUGETLB,
+    VM_LOCKED,
     VM_NORESERVE,
     VM_READ,
     VM_SHARED,
@@ -65,7 +67,7 @@ def change_protection(mm: MmStruct, vma: Vma, start: int, end: int) -> None:
         present = (old & dtype(b.present | b.protnone)) != 0
         if not present.all():  # markers are not pages: mprotect leaves them alone
             nz, old = nz[present], old[present]
-        new = (old & keep) | prot
+        new = (old & keep) | (prot & ~keep)  # pte_modify(): A/D and the frame come from the old entry
         if try_writable:
             if vma.vm_flags & VM_SHARED:
                 upgrade = (old & dtype(b.dirty)) != 0
@@ -100,6 +102,9 @@ def mprotect_fixup(mm: MmStruct, vma: Vma, start: int, end: int, newflags: int) 
     vm_stat_account(mm, newflags, npages)
     vma_set_page_prot(mm, res)
     change_protection(mm, res, start, end)
+    # Private locked memory that becomes writable is populated (COW broken) at once.
+    if (oldflags & (VM_WRITE | VM_SHARED | VM_LOCKED)) == VM_LOCKED and newflags & VM_WRITE:
+        populate_vma_page_range(mm, res, start, end)
     return res
 
 

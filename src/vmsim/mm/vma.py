@@ -30,7 +30,8 @@ VM_MAYSHARE = 0x80
 VM_GROWSDOWN = 0x100
 VM_UFFD_MISSING = 0x200
 VM_PFNMAP = 0x400
-VM_MAYOVERLAY = 0x800
+VM_MAYOVERLAY = 0x800  # nommu only; MMU kernels reuse the bit:
+VM_MAYBE_GUARD = 0x800  # Linux 6.18: the area may hold guard markers ("gu"); sticky, copied on fork
 VM_UFFD_WP = 0x1000
 VM_LOCKED = 0x2000
 VM_IO = 0x4000
@@ -54,6 +55,8 @@ VM_MERGEABLE = 0x80000000
 VM_DROPPABLE = 1 << 40  # MAP_DROPPABLE (Linux 6.11, 64-bit only): reclaim may just drop the pages
 
 VM_STACK = VM_GROWSDOWN
+VM_STICKY = VM_MAYBE_GUARD  # kept by a merged area if either side had it
+VM_IGNORE_MERGE = VM_SOFTDIRTY | VM_STICKY  # differences that do not prevent a merge
 VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP
 VM_LOCKED_MASK = VM_LOCKED | VM_LOCKONFAULT
 VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC
@@ -303,8 +306,10 @@ class VmaTree:
         return t
 
     def range(self, start: int, end: int) -> list[Vma]:
-        """Every VMA intersecting [start, end), in address order."""
+        """Every VMA intersecting [start, end), in address order (none for an empty range)."""
         out: list[Vma] = []
+        if start >= end:
+            return out
 
         def collect(t: Vma | None) -> None:
             if t is None:
