@@ -665,9 +665,19 @@ def sys_brk(mm: MmStruct, brk: int) -> int:
         mm.brk = brk
         return brk
     if brk <= mm.brk:
+        # Shrink: only if a VMA is there to unmap (Linux 6.1+), else the break stays.
+        brkvma = mm.mm_rb.find_vma_intersection(newbrk, oldbrk)
+        if brkvma is None or brkvma.vm_start >= oldbrk:
+            return mm.brk
         if do_munmap_range(mm, newbrk, oldbrk) == 0:
             mm.brk = brk
             return brk
+        return mm.brk
+    # check_brk_limits(): the range must be mappable and, under mlockall(MCL_FUTURE),
+    # lockable within RLIMIT_MEMLOCK.
+    if get_unmapped_area(mm, None, oldbrk, newbrk - oldbrk, 0, m.MAP_FIXED) < 0:
+        return mm.brk
+    if not mlock_future_ok(mm, mm.def_flags, newbrk - oldbrk):
         return mm.brk
     nxt = mm.mm_rb.find_vma(oldbrk)
     if nxt is not None and newbrk + ps > mm.mm_rb.vm_start_gap(nxt):
