@@ -172,32 +172,6 @@ def _lazyfree_batched(m: Mismatch) -> bool:
         w[0] == "madvise" and len(w) > 3 and _num(w[3]) == 8 for w in m.ops_so_far())
 
 
-def _mremap_args(m: Mismatch) -> tuple[int, int, int, int, int] | None:
-    w = m.step_line.split()
-    if m.op != "mremap" or len(w) != 6:
-        return None
-    old, old_len, new_len, flags, new = (_num(t) for t in w[1:])
-    return old, old_len, new_len, flags, new
-
-
-def _mremap_multi_vma_move(m: Mismatch) -> bool:
-    args = _mremap_args(m)
-    host, sim = m.values()
-    if args is None or not host.startswith("ret +") or sim != "ret -14":
-        return False
-    _, old_len, new_len, flags, _ = args
-    return flags & 3 == 3 and old_len == new_len
-
-
-def _mremap_einval_after_unmap(m: Mismatch) -> bool:
-    """Both sides refuse the mremap with -EFAULT, but vmsim has already unmapped something."""
-    args = _mremap_args(m)
-    if args is None or not args[3] & 2 or m.index < 2:
-        return False
-    res = [ln for ln in m.host[: m.index] if _strip_child(ln)[1].startswith("ret ")]
-    return bool(res) and _strip_child(res[0])[1] == "ret -14" and res[0] in m.sim
-
-
 def _truncate_cached_eof_page(m: Mismatch) -> bool:
     """After ftruncate the host has the EOF page cached (minor fault, resident); vmsim not."""
     if not any(w[0] == "ftruncate" for w in m.ops_so_far()):
@@ -224,15 +198,6 @@ def _vmflags_after(m: Mismatch) -> list[str]:
         if body.startswith("VmFlags:"):
             return body.split()[1:]
     return []
-
-
-def _mremap_overlap_order(m: Mismatch) -> bool:
-    host, sim = m.values()
-    w = m.step_line.split()
-    if m.op != "mremap" or host != "ret -22" or sim != "ret -14" or len(w) != 6:
-        return False
-    old, old_len, new_len, flags, new = (_num(t) for t in w[1:])
-    return bool(flags & 2) and old < new + new_len and new < old + old_len
 
 
 KNOWN_DIFFERENCES: tuple[KnownDifference, ...] = (
@@ -279,38 +244,6 @@ KNOWN_DIFFERENCES: tuple[KnownDifference, ...] = (
             "a LazyFree line where the host shows less than vmsim after MADV_FREE."
         ),
         explains=_lazyfree_batched,
-    ),
-    KnownDifference(
-        id="mremap-overlap-check-order",
-        reason=(
-            "vmsim bug, to fix: mremap(MREMAP_FIXED) with overlapping old and new ranges and "
-            "no VMA at the old address returns -EFAULT in vmsim; Linux checks the overlap "
-            "(-EINVAL) in check_mremap_params()/mremap_to() before it looks up the VMA."
-        ),
-        explains=_mremap_overlap_order,
-        vmsim_bug=True,
-    ),
-    KnownDifference(
-        id="mremap-multi-vma-move",
-        reason=(
-            "vmsim bug, to fix: since Linux 6.17 a pure move - mremap(MREMAP_MAYMOVE|"
-            "MREMAP_FIXED[|MREMAP_DONTUNMAP]) with old_len == new_len - may span several "
-            "VMAs and the gaps between them; each VMA moves to the same offset in the new "
-            "range.  vmsim still requires one VMA and returns -EFAULT."
-        ),
-        explains=_mremap_multi_vma_move,
-        vmsim_bug=True,
-    ),
-    KnownDifference(
-        id="mremap-efault-side-effects",
-        reason=(
-            "vmsim bug, to fix: a MREMAP_FIXED move that fails with -EFAULT (no single VMA "
-            "holds the old range) has already unmapped the destination range (and the "
-            "shrunk tail) in vmsim.  Linux 6.18 checks the source VMA before it unmaps "
-            "anything, so the failed call changes nothing."
-        ),
-        explains=_mremap_einval_after_unmap,
-        vmsim_bug=True,
     ),
 )
 

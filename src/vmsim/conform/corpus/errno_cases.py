@@ -457,6 +457,104 @@ CASES: list[Case] = [
         lambda s, f: anon(s).mremap(A, P, P, "MREMAP_MAYMOVE|MREMAP_FIXED", Abs(1 << 47)),
         ret("EINVAL"),
     ),
+    # Linux 6.18's check_mremap_params(): overlap before the VMA lookup
+    Case(
+        "mremap-fixed-overlap-nothing-mapped",
+        lambda s, f: s.mremap(A, 2 * P, 2 * P, "MREMAP_MAYMOVE|MREMAP_FIXED", A + P),
+        ret("EINVAL"),
+    ),
+    Case(
+        "mremap-dontunmap-hint-overlaps",
+        lambda s, f: anon(s, pages=2).mremap(A, 2 * P, 2 * P, "MREMAP_MAYMOVE|MREMAP_DONTUNMAP",
+                                             A + P),
+        ret("EINVAL"),
+    ),
+    Case(
+        "mremap-old-len-wraps",
+        lambda s, f: anon(s).mremap(A, -P, P, "MREMAP_MAYMOVE|MREMAP_FIXED", A + 3 * P),
+        ret("EINVAL"),
+    ),
+    # check_prep_vma(): -EFAULT before the destination or the tail is unmapped
+    Case(
+        "mremap-fixed-grow-across-vma-end",
+        lambda s, f: (
+            anon(s, pages=1)
+            .mmap(B, 2 * P, "PROT_READ", PAF)
+            .mremap(A, 2 * P, 3 * P, "MREMAP_MAYMOVE|MREMAP_FIXED", B)
+        ),
+        ret("EFAULT"),
+    ),
+    Case(
+        "mremap-fixed-shrink-kept-part-crosses",
+        lambda s, f: (
+            anon(s, pages=1)
+            .mmap(A + P, 2 * P, "PROT_READ", PAF)
+            .mmap(B, 2 * P, "PROT_READ", PAF)
+            .mremap(A, 3 * P, 2 * P, "MREMAP_MAYMOVE|MREMAP_FIXED", B)
+        ),
+        ret("EFAULT"),
+    ),
+    Case(
+        "mremap-fixed-shrink-tail-crosses-ok",
+        lambda s, f: (
+            anon(s, pages=1)
+            .mmap(A + P, P, "PROT_READ", PAF)
+            .mremap(A, 2 * P, P, "MREMAP_MAYMOVE|MREMAP_FIXED", B)
+        ),
+        at(B),
+    ),
+    # remap_move() (6.17+): a pure move may span VMAs and gaps, but not start in a gap
+    Case(
+        "mremap-move-spans-two-vmas-ok",
+        lambda s, f: (
+            anon(s, pages=1)
+            .mmap(A + P, P, "PROT_READ", PAF)
+            .mremap(A, 2 * P, 2 * P, "MREMAP_MAYMOVE|MREMAP_FIXED", B)
+        ),
+        at(B),
+    ),
+    Case(
+        "mremap-move-hole-ok",
+        lambda s, f: hole(s).mremap(A, 3 * P, 3 * P, "MREMAP_MAYMOVE|MREMAP_FIXED", B),
+        at(B),
+    ),
+    Case(
+        "mremap-move-starts-in-gap",
+        lambda s, f: (
+            anon(s, A + P, 1)
+            .mmap(B, 2 * P, "PROT_READ", PAF)
+            .mremap(A, 2 * P, 2 * P, "MREMAP_MAYMOVE|MREMAP_FIXED", B)
+        ),
+        ret("EFAULT"),
+    ),
+    Case(
+        "mremap-move-ends-in-gap-ok",
+        lambda s, f: anon(s, pages=1).mremap(A, 3 * P, 3 * P, "MREMAP_MAYMOVE|MREMAP_FIXED", B),
+        at(B),
+    ),
+    Case(
+        "mremap-move-nothing-mapped",
+        lambda s, f: s.mremap(A, 3 * P, 3 * P, "MREMAP_MAYMOVE|MREMAP_FIXED", B),
+        ret("EFAULT"),
+    ),
+    Case(
+        "mremap-dontunmap-spans-two-vmas-ok",
+        lambda s, f: (
+            anon(s, pages=1)
+            .mmap(A + P, P, "PROT_READ", PAF)
+            .mremap(A, 2 * P, 2 * P, "MREMAP_MAYMOVE|MREMAP_FIXED|MREMAP_DONTUNMAP", B)
+        ),
+        at(B),
+    ),
+    Case(
+        "mremap-dontunmap-no-fixed-spans-two-vmas",
+        lambda s, f: (
+            anon(s, pages=1)
+            .mmap(A + P, P, "PROT_READ", PAF)
+            .mremap(A, 2 * P, 2 * P, "MREMAP_MAYMOVE|MREMAP_DONTUNMAP", B)
+        ),
+        ret("EFAULT"),
+    ),
     # --------------------------------------------------------------- madvise
     Case("madvise-unaligned", lambda s, f: anon(s).madvise(A + 1, P, "MADV_NORMAL"), ret("EINVAL")),
     Case("madvise-unknown-advice", lambda s, f: anon(s).madvise(A, P, 999), ret("EINVAL")),

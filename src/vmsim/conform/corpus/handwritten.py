@@ -334,6 +334,95 @@ def mremap_shrink_grow_back(s: Script, f: FileSet) -> None:
     s.read_at(A + P, 1)
 
 
+# Linux 6.17+ remap_move(): a pure move (MREMAP_FIXED, old_len == new_len) may span VMAs
+def mremap_move_several_vmas(s: Script, f: FileSet) -> None:
+    write_pages(anon(s, pages=1), A, 1).mmap(A + P, P, RO, PAF).mmap(A + 3 * P, P, RX, PAF)
+    s.mmap(B, 5 * P, RO, PAF).touch(A + P, "r").mremap(A, 4 * P, 4 * P, MOVE, B)
+    s.read_at(B, 1).touch(B + P, "r").touch(B + 2 * P, "r").touch(B + 3 * P, "x")
+    s.touch(B + 4 * P, "r").touch(A, "r")
+
+
+def mremap_move_split_ends(s: Script, f: FileSet) -> None:
+    write_pages(anon(s, pages=2), A, 2).mmap(A + 2 * P, 2 * P, RO, PAF).touch(A + 3 * P, "r")
+    s.mremap(A + P, 2 * P, 2 * P, MOVE, B).read_at(B, 1).read_at(A, 1).touch(A + 3 * P, "r")
+
+
+def mremap_move_gaps(s: Script, f: FileSet) -> None:
+    s.mmap(A + P, P, RW, PAF).write_at(A + P, b"\x11").mmap(B, 6 * P, RX, PAF)
+    s.mremap(A, 3 * P, 3 * P, MOVE, B).mremap(A + P, 4 * P, 4 * P, MOVE, B + P)
+    s.read_at(B + P, 1).touch(B + 2 * P, "x").mmap(A, P, RW, PAF).mmap(A + 2 * P, P, RO, PAF)
+    s.mremap(A, 3 * P, 3 * P, MOVE, B + 8 * P)
+
+
+def mremap_move_into_own_tail(s: Script, f: FileSet) -> None:
+    write_pages(anon(s, pages=1), A, 1).mmap(A + P, 3 * P, RO, PAF).touch(A + 3 * P, "r")
+    s.mremap(A, 2 * P, 2 * P, MOVE, A + 2 * P).read_at(A + 2 * P, 1).touch(A + 3 * P, "r")
+
+
+def mremap_move_next_to_itself(s: Script, f: FileSet) -> None:
+    anon(s, pages=8, prot="PROT_EXEC").mremap(A + 3 * P, 3 * P, 3 * P,
+                                              "MREMAP_MAYMOVE|MREMAP_FIXED|MREMAP_DONTUNMAP",
+                                              A + 8 * P)
+    anon(s, B, 8).mremap(B + 5 * P, 3 * P, 3 * P, MOVE, B + 8 * P).touch(B + 9 * P, "w")
+    s.mremap(B + 8 * P, 3 * P, 3 * P, MOVE, B + 5 * P).read_at(B + 6 * P, 1)
+    anon(s, A + 0x10000 + 2 * P, 4).mremap(A + 0x10000 + 2 * P, 2 * P, 2 * P,
+                                           "MREMAP_MAYMOVE|MREMAP_FIXED|MREMAP_DONTUNMAP",
+                                           A + 0x10000)
+
+
+def mremap_move_mixed(s: Script, f: FileSet) -> None:
+    s.open(f.path("file.bin"), "O_RDWR").mmap(A, 2 * P, RO, PF, 3, 0).touch(A, "r")
+    s.mmap(A + 2 * P, P, RW, SAF).write_at(A + 2 * P, b"\x5a")
+    s.mmap(A + 3 * P, 2 * P, RW, "MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED|MAP_LOCKED")
+    s.mremap(A, 5 * P, 5 * P, MOVE, B).read_at(B, 4).read_at(B + 2 * P, 1).touch(B + P, "r")
+    s.touch(B + 4 * P, "w")
+
+
+def mremap_move_dontunmap_several(s: Script, f: FileSet) -> None:
+    write_pages(anon(s, pages=1), A, 1).mmap(A + 2 * P, 2 * P, RW, PAF).touch(A + 3 * P, "w")
+    s.mremap(A, 3 * P, 3 * P, "MREMAP_MAYMOVE|MREMAP_FIXED|MREMAP_DONTUNMAP", B)
+    s.read_at(B, 1).read_at(A, 1).touch(A + 3 * P, "w").read_at(B + 3 * P, 1)
+
+
+def mremap_move_in_child(s: Script, f: FileSet) -> None:
+    write_pages(anon(s, pages=1), A, 1).mmap(A + 2 * P, P, RW, PAF).write_at(A + 2 * P, b"\x22")
+    s.fork().mremap(A, 3 * P, 3 * P, MOVE, B).write_at(B, b"\x33").read_at(B + 2 * P, 1)
+    s.endchild().read_at(A, 1).touch(A + 2 * P, "w")
+
+
+def mremap_move_guard(s: Script, f: FileSet) -> None:
+    write_pages(anon(s, pages=3), A, 3).mmap(A + 4 * P, P, RO, PAF)
+    s.madvise(A + P, P, "MADV_GUARD_INSTALL").mremap(A, 5 * P, 5 * P, MOVE, B)
+    s.touch(B + P, "r").read_at(B + 2 * P, 1).touch(B + 4 * P, "r")
+
+
+# Linux 6.18 check_prep_vma(): -EFAULT before anything is unmapped
+def mremap_efault_keeps_destination(s: Script, f: FileSet) -> None:
+    write_pages(anon(s, pages=1), A, 1).mmap(B, 2 * P, RO, PAF).touch(B, "r")
+    s.mremap(A, 2 * P, 3 * P, MOVE, B).mremap(A + 8 * P, P, 2 * P, MOVE, B)
+    s.mmap(A + P, 2 * P, RO, PAF).mremap(A, 3 * P, 2 * P, MOVE, B)
+    s.mremap(A, 2 * P, P, MOVE, B).read_at(B, 1).touch(B + P, "r")
+
+
+def mremap_dontunmap_unlinks_anon_vma(s: Script, f: FileSet) -> None:
+    anon(s, pages=3).madvise(A + 2 * P, P, "MADV_DONTDUMP").touch(A + 2 * P, "w").touch(A, "w")
+    s.madvise(A + 2 * P, P, "MADV_DODUMP")
+    s.mremap(A, 2 * P, 2 * P, "MREMAP_MAYMOVE|MREMAP_FIXED|MREMAP_DONTUNMAP", B)
+    s.madvise(A + 2 * P, P, "MADV_DONTDUMP").madvise(A + 2 * P, P, "MADV_DODUMP").touch(A, "w")
+
+
+def mremap_dontunmap_locked(s: Script, f: FileSet) -> None:
+    s.mmap(A, 4 * P, RW, "MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED|MAP_LOCKED")
+    s.mremap(A, 2 * P, 2 * P, "MREMAP_MAYMOVE|MREMAP_FIXED|MREMAP_DONTUNMAP", B)
+    s.touch(A, "w").mremap(B, 2 * P, 4 * P, MOVE, B + 8 * P)
+
+
+def mremap_dontunmap_hint(s: Script, f: FileSet) -> None:
+    write_pages(anon(s, pages=2), A, 2)
+    s.mremap(A, 2 * P, 2 * P, "MREMAP_MAYMOVE|MREMAP_DONTUNMAP", A + P)
+    s.mremap(A, 2 * P, 2 * P, "MREMAP_MAYMOVE|MREMAP_DONTUNMAP", B).read_at(B + P, 1)
+
+
 # ------------------------------------------------------------------ stacks
 def stack_grows_down(s: Script, f: FileSet) -> None:
     s.mmap(S - 2 * P, 2 * P, RW, GROWSDOWN).touch(S - P, "w").touch(S - 3 * P, "w")
@@ -499,6 +588,19 @@ HANDWRITTEN: list[Hand] = [
     Hand("mremap-file", "mremap", mremap_file),
     Hand("mremap-locked", "mremap", mremap_locked),
     Hand("mremap-shrink-grow-back", "mremap", mremap_shrink_grow_back),
+    Hand("mremap-move-several-vmas", "mremap", mremap_move_several_vmas),
+    Hand("mremap-move-split-ends", "mremap", mremap_move_split_ends),
+    Hand("mremap-move-gaps", "mremap", mremap_move_gaps),
+    Hand("mremap-move-into-own-tail", "mremap", mremap_move_into_own_tail),
+    Hand("mremap-move-next-to-itself", "mremap", mremap_move_next_to_itself),
+    Hand("mremap-move-mixed", "mremap", mremap_move_mixed),
+    Hand("mremap-move-dontunmap-several", "mremap", mremap_move_dontunmap_several),
+    Hand("mremap-move-in-child", "mremap", mremap_move_in_child),
+    Hand("mremap-move-guard", "mremap", mremap_move_guard),
+    Hand("mremap-efault-keeps-destination", "mremap", mremap_efault_keeps_destination),
+    Hand("mremap-dontunmap-unlinks-anon-vma", "mremap", mremap_dontunmap_unlinks_anon_vma),
+    Hand("mremap-dontunmap-locked", "mremap", mremap_dontunmap_locked),
+    Hand("mremap-dontunmap-hint", "mremap", mremap_dontunmap_hint),
     Hand("stack-grows-down", "stack", stack_grows_down),
     Hand("stack-guard-gap", "stack", stack_guard_gap),
     Hand("stack-mprotect-growsdown", "stack", stack_mprotect_growsdown),
