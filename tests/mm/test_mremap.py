@@ -340,3 +340,23 @@ def test_same_size_without_move_only_needs_a_vma_at_addr(machine: Machine, p: Pr
     assert p.mremap(BASE, 10 * PS, 10 * PS, m.MREMAP_MAYMOVE) == BASE
     assert p.mremap(BASE + PS, PS, PS, 0) == -m.EFAULT
     machine.check()
+
+
+def test_moved_vma_with_fork_history_does_not_merge_into_unfaulted_neighbour() -> None:
+    """copy_vma() passes the copied VMA as `copied_from`: its inherited anon_vma chain
+    forbids merging with a neighbour that has no anon_vma (checked on the host, Linux 6.18)."""
+    from vmsim import Machine
+
+    m = Machine(memory="16M")
+    p = m.spawn()
+    base = 0x7F00_0000_0000
+    a = p.mmap(base + 0x1000, 0x1000, "rw-", "private|anonymous|fixed")
+    p.store(a, b"x")
+    c = p.fork()
+    assert not isinstance(c, int)
+    assert c.mremap(a, 0x1000, 0x1000, 3, base + 0x100000) == base + 0x100000
+    assert c.mmap(base, 0x1000, "rw-", "private|anonymous|fixed") == base
+    assert c.mremap(base + 0x100000, 0x1000, 0x1000, 3, a) == a
+    assert len(c.mm.mm_rb.range(base, base + 0x2000)) == 2
+    assert c.load(a) == b"x"
+    m.check()

@@ -245,7 +245,7 @@ def _absorb_anon(target: Vma, source: Vma | None) -> None:
 
 def vma_merge_new_range(mm: MmStruct, start: int, end: int, vm_flags: int, file: File | None,
                         pgoff: int, anon_name: str | None = None, anon_src: Vma | None = None,
-                        just_expand: bool = False) -> Vma | None:
+                        just_expand: bool = False, copied_from: Vma | None = None) -> Vma | None:
     """vma_merge_new_range(): extend a neighbour over a new empty range instead of a new VMA.
 
     `anon_src` is the VMA whose anon_vma the range carries (a move by mremap's
@@ -262,9 +262,10 @@ def vma_merge_new_range(mm: MmStruct, start: int, end: int, vm_flags: int, file:
     prev = mm.mm_rb.find_vma_prev(start)[1]
     if prev is not None and prev.vm_end != start:
         prev = None
-    merge_prev = prev is not None and _can_merge_after(prev, file, vm_flags, None, src_anon,
+    # copy_vma() (mremap) names the VMA being copied, whose fork history counts (copied_from)
+    merge_prev = prev is not None and _can_merge_after(prev, file, vm_flags, copied_from, src_anon,
                                                        pgoff, anon_name, shift)
-    merge_next = nxt is not None and _can_merge_before(nxt, file, vm_flags, None, src_anon,
+    merge_next = nxt is not None and _can_merge_before(nxt, file, vm_flags, copied_from, src_anon,
                                                        pgoff, npages, anon_name)
     if merge_prev and merge_next:
         assert prev is not None and nxt is not None

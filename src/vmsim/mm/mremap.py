@@ -245,7 +245,7 @@ def copy_vma(mm: MmStruct, vma: Vma, addr: int, length: int, pgoff: int) -> tupl
     if vma.vm_file is None and vma.anon_vma is None:
         pgoff = addr >> mm.kmem.page_shift  # unfaulted anonymous: pgoff follows the address
     merged = vma_merge_new_range(mm, addr, addr + length, vma.vm_flags, vma.vm_file, pgoff,
-                                 vma.anon_name, anon_src=vma)
+                                 vma.anon_name, anon_src=vma, copied_from=vma)
     if merged is not None:
         if merged.vm_start <= vma_start < merged.vm_end:
             vma = merged
