@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
+from tests.ptes import pte_of
 from vmsim import Machine
 from vmsim.arch.x86 import _PAGE_ACCESSED, _PAGE_RW
 from vmsim.mm import mman as m
-from vmsim.mm.pgtable import pte_offset
 
 PS = 4096
 
-
-def _entry(p, addr: int) -> int:  # type: ignore[no-untyped-def]
-    kmem = p.machine.kmem
-    slot = pte_offset(kmem, p.mm.pgd, addr)
-    return 0 if slot < 0 else kmem.phys.read_entry(slot, 8)
 
 
 def test_fork_write_protects_both_and_counts(machine: Machine) -> None:
@@ -25,7 +20,7 @@ def test_fork_write_protects_both_and_counts(machine: Machine) -> None:
     assert not isinstance(c, int)
     mem_map = machine.kmem.mem_map
     for i in range(3):
-        pe, ce = _entry(p, a + i * PS), _entry(c, a + i * PS)
+        pe, ce = pte_of(p, a + i * PS), pte_of(c, a + i * PS)
         assert not pe & _PAGE_RW and not ce & _PAGE_RW
         assert not ce & _PAGE_ACCESSED  # the child's entries start old
         pfn = machine.kmem.mode.entry_pfn(pe)

@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
+from tests.ptes import pte_of
 from vmsim import Machine
 from vmsim.arch.x86 import _PAGE_DIRTY, _PAGE_RW, _PAGE_SPECIAL
 from vmsim.mm import mman as m
-from vmsim.mm.pgtable import pte_offset
 
 PS = 4096
 
-
-def _pte(p, addr: int) -> int:  # type: ignore[no-untyped-def]
-    kmem = p.machine.kmem
-    slot = pte_offset(kmem, p.mm.pgd, addr)
-    return 0 if slot < 0 else kmem.phys.read_entry(slot, 8)
 
 
 def test_read_maps_zero_page_then_write_copies(machine: Machine) -> None:
     p = machine.spawn()
     a = p.mmap(None, 2 * PS, "rw-", "private|anonymous")
     assert p.load(a, 8) == bytes(8)
-    entry = _pte(p, a)
+    entry = pte_of(p, a)
     assert entry & _PAGE_SPECIAL and not entry & _PAGE_RW
     assert machine.kmem.mode.entry_pfn(entry) == machine.kmem.zero_pfn
     assert p.mm.get_mm_rss() == 0  # the zero page is not charged
     assert p.store(a, b"x")
-    entry = _pte(p, a)
+    entry = pte_of(p, a)
     assert entry & _PAGE_RW and entry & _PAGE_DIRTY and not entry & _PAGE_SPECIAL
     assert p.mm.fault_kinds == {"zero": 1, "wp-copy": 1}
     assert p.min_flt == 2 and p.maj_flt == 0

@@ -4,25 +4,21 @@ from __future__ import annotations
 
 import struct
 
+from tests.ptes import pte_of
 from vmsim import Machine
 from vmsim.fs.procfs import PM_GUARD_REGION, PM_PRESENT, PM_SWAP
 from vmsim.mm import mman as m
-from vmsim.mm.pgtable import pte_offset
 
 PS = 4096
 
-
-def _entry(p, addr: int) -> int:  # type: ignore[no-untyped-def]
-    kmem = p.machine.kmem
-    return kmem.phys.read_entry(pte_offset(kmem, p.mm.pgd, addr), 8)
 
 
 def test_marker_encoding_is_x86_swap_entry_of_pte_marker_type(machine: Machine) -> None:
     p = machine.spawn()
     a = p.mmap(None, 2 * PS, "rw-", "private|anonymous")
     assert p.madvise(a, PS, m.MADV_GUARD_INSTALL) == 0
-    # __swp_entry(SWP_PTE_MARKER = 31, PTE_MARKER_GUARD = 4): type in bits 59-63, offset inverted
-    assert _entry(p, a) == 0xFFFF_FFFF_FFFF_F600
+    # __swppte_of(SWP_PTE_MARKER = 31, PTE_MARKER_GUARD = 4): type in bits 59-63, offset inverted
+    assert pte_of(p, a) == 0xFFFF_FFFF_FFFF_F600
 
 
 def test_touching_a_guard_page_is_segv_maperr(machine: Machine) -> None:
@@ -45,7 +41,7 @@ def test_guards_survive_dontneed_and_fork_but_not_munmap(machine: Machine) -> No
     machine.check()
     c = p.fork()
     assert not isinstance(c, int)
-    assert _entry(c, a) == _entry(p, a) != 0
+    assert pte_of(c, a) == pte_of(p, a) != 0
     assert c.load(a) is None and c.siginfo is not None and c.siginfo.code == 1
     assert p.madvise(a, PS, m.MADV_POPULATE_READ) == -m.EFAULT
     assert p.munmap(a, 4 * PS) == 0
@@ -66,7 +62,7 @@ def test_remove_and_pagemap(machine: Machine) -> None:
     assert p.mlock(a + PS, PS) == 0
     assert p.madvise(a, 2 * PS, m.MADV_GUARD_INSTALL) == -m.EINVAL  # locked area
     assert p.madvise(a, 2 * PS, m.MADV_GUARD_REMOVE) == 0  # removal is allowed there
-    assert _entry(p, a) == 0 and p.load(a) == b"\0"
+    assert pte_of(p, a) == 0 and p.load(a) == b"\0"
     machine.check()
 
 
