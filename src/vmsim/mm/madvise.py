@@ -108,7 +108,6 @@ def madvise_cold_or_pageout_pte_range(mm: MmStruct, vma: Vma, start: int, end: i
     mode = kmem.mode
     b = mode.bits
     flags = kmem.mem_map.flags_mv
-    shift = kmem.page_shift
     for addr, entry in present_pages(kmem, mm, start, end):
         if entry & b.special:
             continue
@@ -120,13 +119,29 @@ def madvise_cold_or_pageout_pte_range(mm: MmStruct, vma: Vma, start: int, end: i
                                   entry & ~b.accessed)
             flush_tlb_range(mm, addr, addr + kmem.page_size)
         flags[pfn] &= ~(PG.referenced | PG.active)
-        file = vma.vm_file
-        if (pageout and file is not None and not flags[pfn] & (PG.anon | PG.swapbacked | PG.dirty)
-                and not entry & b.dirty):
-            zap_pte_range(mm, vma, addr, addr + kmem.page_size)
-            index = vma.linear_page_index(addr, shift)
-            if file.inode.pages.get(index) == pfn and not kmem.mem_map.mapcount_mv[pfn]:
-                filemap.delete_from_page_cache(kmem, file.inode, index)
+        if pageout and not flags[pfn] & PG.anon and vma.vm_file is not None:
+            reclaim_file_page(mm, vma, addr, pfn)
+
+
+def reclaim_file_page(mm: MmStruct, vma: Vma, addr: int, pfn: int) -> None:
+    """shrink_folio_list() for one page-cache page that only this mm maps.
+
+    try_to_unmap() takes it out of the page table first. Then a clean page
+    of a regular file is freed; a dirty one is written back (pageout()) and
+    stays cached, clean; a shmem page has no swap to go to and stays cached.
+    Anonymous pages never get this far without swap.
+    """
+    kmem = mm.kmem
+    assert vma.vm_file is not None
+    inode = vma.vm_file.inode
+    index = vma.linear_page_index(addr, kmem.page_shift)
+    zap_pte_range(mm, vma, addr, addr + kmem.page_size)  # moves a dirty bit to the page
+    if inode.shmem or inode.pages.get(index) != pfn or kmem.mem_map.mapcount_mv[pfn]:
+        return
+    if kmem.mem_map.flags_mv[pfn] & PG.dirty:
+        filemap.writeback_range(kmem, inode, index, index + 1)
+        return
+    filemap.delete_from_page_cache(kmem, inode, index)
 
 
 def madvise_willneed(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
