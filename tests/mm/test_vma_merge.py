@@ -18,13 +18,8 @@ every scenario that needs no white-box op on the host kernel through
 vmsim/conform/vmops.c and asserts that /proc/self/maps draws the same pictures,
 so the expectations are Linux's, not only our reading of it.
 
-One difference from the 6.12 sources matters: 6.12's is_mergeable_anon_vma()
-refused to merge a VMA *with* an anon_vma into a neighbour *without* one when
-the range was an existing VMA (mprotect & co.), because it tested the
-neighbour's empty anon_vma_chain for list_is_singular().  Linux 6.16 ("mm/vma:
-fix incorrectly disallowed anonymous VMA merges") checks instead that
-whichever VMA's anon_vma would be shared has no fork history.  The scenarios
-follow the current rule; the host confirms it.
+The scenarios follow Linux 6.16+'s anon_vma merge rule (see the docstring of
+vmsim.conform.corpus.merges); the host confirms it.
 """
 
 from __future__ import annotations
