@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import os
 import random
+import sys
+import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +24,10 @@ from vmsim.arch.x86 import TASK_SIZE_X86_64
 from vmsim.events import EventBus
 from vmsim.fs.procfs import ProcFs
 from vmsim.fs.vfs import Vfs
+from vmsim.kernel.exec import do_execve
+from vmsim.kernel.files import Console
+from vmsim.kernel.ptrace import CpuEngine
+from vmsim.kernel.sched import BudgetExceeded, Scheduler
 from vmsim.kernel.task import Process
 from vmsim.mm.kmem import Kmem
 from vmsim.mm.mm_struct import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MmStruct
@@ -27,6 +36,31 @@ from vmsim.mm.pgtable import pgd_alloc, pte_tables, pte_view
 from vmsim.mm.physmem import parse_size
 from vmsim.mm.swapops import is_guard_pte_marker
 from vmsim.mm.vma import VmaTree
+
+#: The virtual clock's CLOCK_REALTIME at boot: 2026-01-01T00:00:00Z (runs are deterministic).
+BOOT_EPOCH_NS = 1_767_225_600 * 10**9
+DEFAULT_ENV = ["PATH=/bin:/usr/bin:/sbin:/usr/sbin", "HOME=/", "TERM=dumb", "LANG=C"]
+
+
+def samples_dir() -> Path:
+    """The directory of the bundled sample programs (static x86-64 binaries)."""
+    return Path(__file__).parent / "samples"
+
+
+@dataclass
+class RunResult:
+    """The outcome of `Machine.run`: exit code as a shell reports it (128 + signal when
+    killed), console output, the first process's pid and the kernel log."""
+
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    pid: int
+    kernel_log: list[str] = field(default_factory=list)
+    timed_out: bool = False
+    signal: int = 0
+    errno: int = 0
+
 
 STACK_RND_MASK = 0x3FFFFF  # arch/x86/include/asm/elf.h, 64-bit
 MMAP_RND_BITS = 28  # CONFIG_ARCH_MMAP_RND_BITS default on x86-64
@@ -38,16 +72,19 @@ class Machine:
     `memory` is RAM size ("256M"); `seed` drives address-space
     randomisation (`aslr=False` turns it off); `root` is the host directory
     that guests see as "/" (nothing outside it is reachable); `prefault`
-    backs all of RAM with host memory at once (for benchmarks).
+    backs all of RAM with host memory at once (for benchmarks); `engine` is
+    the CPU that runs real programs: "unicorn" (Unicorn's MMU walks vmsim's
+    tables) or "soft" (vmsim's walker fills Unicorn's TLB).
     """
 
     def __init__(self, arch: str = "x86_64", memory: int | str = "256M", seed: int = 1,
                  root: str | os.PathLike[str] | None = None, aslr: bool = True,
-                 prefault: bool = False) -> None:
+                 prefault: bool = False, engine: str = "unicorn") -> None:
         self.mode = get_mode(arch)
         self.events = EventBus()
         self.kmem = Kmem(self.mode, parse_size(memory), self.events, prefault)
         self.vfs = Vfs(self.kmem, root)
+        self.console = {name: Console(name) for name in ("stdin", "stdout", "stderr")}
         self.procfs = ProcFs(self)
         self.seed = seed
         self.aslr = aslr
@@ -56,6 +93,18 @@ class Machine:
         self.zombies: dict[int, Process] = {}
         self.kernel_log: list[str] = []
         self._next_pid = 1
+        # ---- running real programs (kernel/sched.py, cpu/) ----
+        self.engine = engine
+        self.cpu: CpuEngine | None = None
+        self.sched = Scheduler(self)
+        self.current: Process | None = None
+        self.unimplemented: Counter[str] = Counter()
+        self.strace: Callable[[Process, str, list[int], int | None, str], None] | None = None
+        self.clock_ns = 0  # the virtual monotonic clock (kernel/sys_time.py)
+        self.boot_epoch_ns = BOOT_EPOCH_NS
+        self.hostname = "vmsim"
+        self._next_ino = 0x1000
+        self._exit_seq = 0
 
     # ---- processes ------------------------------------------------------------
     def mm_alloc(self) -> MmStruct:
@@ -80,10 +129,95 @@ class Machine:
         self._next_pid += 1
         mm.owner_pid = pid
         tlb = Tlb(self.mode, self.kmem.phys)
-        mm.tlb_flush_hooks.append(tlb.flush_range)
         proc = Process(self, pid, mm, ppid=ppid, comm=comm, tlb=tlb)
+        proc.pgid = proc.sid = pid
+        self.attach_mm(proc)
         self.processes[pid] = proc
         return proc
+
+    def attach_mm(self, proc: Process) -> None:
+        """Flush this task's TLBs (the scripted one and the CPU's) where Linux flushes."""
+        mm = proc.mm
+        mm.owner_pid = proc.pid
+        if proc.tlb is not None:
+            proc.tlb.flush_all()
+            mm.tlb_flush_hooks.append(proc.tlb.flush_range)
+        mm.tlb_flush_hooks.append(self._flush_cpu_tlb)
+
+    def _flush_cpu_tlb(self, start: int, end: int) -> None:
+        if self.cpu is not None:
+            self.cpu.flush_tlb()
+
+    def next_ino(self) -> int:
+        self._next_ino += 1
+        return self._next_ino
+
+    # ---- real programs ----------------------------------------------------------------
+    def get_cpu(self) -> CpuEngine:
+        """The CPU engine, created on first use."""
+        if self.cpu is None:
+            if self.engine == "unicorn":
+                from vmsim.cpu.unicorn_cpu import UnicornCpu
+
+                self.cpu = UnicornCpu(self)
+            elif self.engine == "soft":
+                from vmsim.cpu.soft_cpu import SoftMmuCpu
+
+                self.cpu = SoftMmuCpu(self)
+            else:
+                raise ValueError(f"unknown CPU engine {self.engine!r} (unicorn, soft)")
+        return self.cpu
+
+    def cpu_start_thread(self, proc: Process, ip: int, sp: int) -> None:
+        self.get_cpu().start_thread(proc, ip, sp)
+
+    def exec_process(self, path: str, argv: list[str] | None = None,
+                     env: list[str] | None = None, stdin: bytes = b"",
+                     echo: bool = False) -> Process | int:
+        """A new process (pid 1 if it is the first) running the program at guest `path`, with
+        stdin/stdout/stderr on the machine's console; -errno if execve fails."""
+        proc = self.spawn(comm=path.rsplit("/", 1)[-1][:15])
+        for fd, name in enumerate(("stdin", "stdout", "stderr")):
+            proc.files[fd] = self.console[name]
+        self.console["stdin"].source += stdin
+        if echo:
+            self.console["stdout"].echo = sys.stdout
+            self.console["stderr"].echo = sys.stderr
+        args = [a.encode() for a in (argv if argv is not None else [path])]
+        envp = [e.encode() for e in (env if env is not None else DEFAULT_ENV)]
+        self.kmem.current = proc.acct
+        err = do_execve(proc, path, args, envp)
+        if err < 0:
+            self.processes.pop(proc.pid, None)
+            return err
+        self.sched.add(proc)
+        return proc
+
+    def run(self, program: str, argv: list[str] | None = None, env: list[str] | None = None,
+            stdin: bytes = b"", timeout: float = 60.0, echo: bool = False) -> RunResult:
+        """Run a program to completion: a sample's name ("hello") or a guest path.
+
+        Returns the first process's exit code, the console output and the
+        kernel log. `timeout` (seconds of host time) is the sandbox's budget.
+        """
+        path = program
+        if "/" not in program and self.vfs.root is None:
+            self.vfs.root = samples_dir().resolve()
+        if "/" not in program:
+            path = "/" + program
+        proc = self.exec_process(path, argv if argv is not None else [program], env, stdin, echo)
+        if isinstance(proc, int):
+            return RunResult(127, b"", f"vmsim: {program}: {os.strerror(-proc)}\n".encode(), 0,
+                             list(self.kernel_log), timed_out=False, errno=-proc)
+        timed_out = False
+        try:
+            self.sched.run(self.get_cpu(), time.monotonic() + timeout if timeout else 0.0)
+        except BudgetExceeded:
+            timed_out = True
+        return RunResult(proc.exit_code if proc.exit_code is not None else 0,
+                         bytes(self.console["stdout"].sink), bytes(self.console["stderr"].sink),
+                         proc.pid, list(self.kernel_log), timed_out=timed_out,
+                         signal=proc.wait_status & 0x7F)
 
     def spawn(self, comm: str = "scripted") -> Process:
         """An empty process (no VMAs) for scripted use."""
@@ -100,6 +234,8 @@ class Machine:
             proc.state = "exited"
             proc.exit_code = exit_code or 0
         self.processes.pop(proc.pid, None)
+        self._exit_seq += 1
+        proc.exit_order = self._exit_seq
         self.zombies[proc.pid] = proc
         if self.events.active:
             self.events.emit("exit", pid=proc.pid, code=proc.exit_code)

@@ -4,7 +4,7 @@ vmsim builds real x86-64 tables in its RAM buffer and believes it knows what
 each entry means (`vmsim.arch.paging.translate`). Here Unicorn 2 (QEMU's x86
 MMU, `UC_TLB_CPU`) maps that same buffer at guest-physical 0, loads CR3 with a
 process's `mm.pgd` and executes loads, stores and instruction fetches at
-CPL 3 through those very tables (see tests/arch/unicorn_x86.py for the CPU
+CPL 3 through those very tables (see src/vmsim/cpu/x86_mmu.py for the CPU
 set-up: long mode, CR0.PG|WP, CR4.PAE, EFER.NXE, a GDT and an iretq to user
 mode). The probe instructions themselves live in a user page of the vmsim
 process (stored through vmsim, then made read+exec by mprotect), so every
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.arch.unicorn_x86 import (
+from vmsim.cpu.x86_mmu import (
     PF_INSTR,
     PF_PROT,
     PF_RSVD,

@@ -12,14 +12,16 @@ caller's code is not interrupted unless it asks (`check=True`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vmsim.arch.paging import Access, translate
 from vmsim.arch.tlb import Tlb
 from vmsim.kernel.fork import dup_mm
+from vmsim.kernel.signal import SignalState
 from vmsim.mm import filemap
 from vmsim.mm import mman as m
 from vmsim.mm.fault import FaultAccount, FaultOutcome, do_user_addr_fault
+from vmsim.mm.filemap import File as FileT
 from vmsim.mm.gup import mm_populate
 from vmsim.mm.madvise import do_madvise
 from vmsim.mm.mlock import sys_mlock, sys_mlock2, sys_mlockall, sys_munlock, sys_munlockall
@@ -30,10 +32,12 @@ from vmsim.mm.msync import do_mincore, do_msync
 from vmsim.mm.truncate import truncate_setsize
 
 if TYPE_CHECKING:
+    from vmsim.kernel.ptrace import PtRegs
     from vmsim.machine import Machine
     from vmsim.mm.filemap import File
     from vmsim.mm.mm_struct import MmStruct
 
+SIGCHLD_NR = 17
 SIGNAL_NAMES = {7: "SIGBUS", 9: "SIGKILL", 11: "SIGSEGV", 15: "SIGTERM"}
 # Access kinds as plain ints: they travel the per-page access path, where enum
 # arithmetic would dominate the cost.
@@ -77,13 +81,36 @@ class Process:
     mm: MmStruct
     ppid: int = 0
     comm: str = "scripted"
-    files: dict[int, File] = field(default_factory=dict)
+    files: dict[int, File | Any] = field(default_factory=dict)
     acct: FaultAccount = field(default_factory=FaultAccount)
     tlb: Tlb | None = None  # the CPU's TLB for this address space (set by the machine)
     state: str = "running"  # running | exited | killed
     exit_code: int | None = None
     siginfo: SigInfo | None = None
     log: list[str] = field(default_factory=list)
+    # ---- what a task running a real program has besides (kernel/sched.py, signal.py) ----
+    signal: SignalState = field(default_factory=SignalState)
+    cloexec: set[int] = field(default_factory=set)
+    nofile: int = 1024  # RLIMIT_NOFILE
+    umask: int = 0o022
+    cwd: str = "/"
+    exe: str = ""
+    pgid: int = 0
+    sid: int = 0
+    cred_uid: int = 0
+    cred_gid: int = 0
+    exit_signal: int = SIGCHLD_NR
+    wait_status: int = 0
+    exit_order: int = 0
+    reaped: bool = False
+    clear_child_tid: int = 0
+    robust_list: int = 0
+    vfork_child: int | None = None
+    need_stop: bool = False  # the CPU must return to the scheduler (signal, exec, exit, yield)
+    in_syscall_restart: bool = False  # asleep in a system call that repeats when woken
+    saved_sigmask: int | None = None  # rt_sigsuspend's mask to put back
+    restore_sigmask_after_signal: int | None = None
+    cpu_ns: int = 0
 
     # ---- bookkeeping ------------------------------------------------------
     @property
@@ -97,6 +124,26 @@ class Process:
     @property
     def maj_flt(self) -> int:
         return self.acct.maj_flt
+
+    @property
+    def regs(self) -> PtRegs:
+        """The task's user registers (struct pt_regs), from the machine's CPU engine."""
+        return self.machine.get_cpu().regs(self)
+
+    def resolve_path(self, dfd: int, path: str) -> str | int:
+        """A guest path made absolute against the cwd (or an open directory for *at calls)."""
+        if path.startswith("/"):
+            return path
+        if dfd == -100:  # AT_FDCWD
+            base = self.cwd
+        else:
+            f = self.files.get(dfd)
+            if f is None:
+                return -m.EBADF
+            if not isinstance(f, FileT) or (f.inode.i_mode & 0o170000) != 0o040000:
+                return -20  # ENOTDIR
+            base = f.path
+        return base.rstrip("/") + "/" + path
 
     def _enter(self) -> MmStruct:
         """Become `current`: the mm code charges faults to this task."""
@@ -115,9 +162,12 @@ class Process:
             return -m.EINVAL
         file = None
         if not flags_v & m.MAP_ANONYMOUS:
-            file = self.files.get(fd)
-            if file is None:
+            got = self.files.get(fd)
+            if got is None:
                 return -m.EBADF
+            if not isinstance(got, FileT):
+                return -m.ENODEV  # a pipe or terminal has no ->mmap
+            file = got
         elif flags_v & m.MAP_HUGETLB:
             return self._mmap_hugetlb(addr or 0, flags_v)
         if file is not None and flags_v & m.MAP_HUGETLB:

@@ -56,6 +56,7 @@ from unicorn import (
     UC_TLB_CPU,
     Uc,
 )
+from unicorn.unicorn import UcContext
 from unicorn.x86_const import (
     UC_X86_REG_CR0,
     UC_X86_REG_CR2,
@@ -152,6 +153,44 @@ class Outcome:
         return f"vector {self.vector} cr2={self.cr2:#x}{code}"
 
 
+def enable_paging(uc: Uc, cr4_set: int = 0) -> None:
+    """CR4.PAE (+ `cr4_set`, SMEP/SMAP off), EFER.NXE, CR3 = 0, then CR0.PG|WP."""
+    cr4 = uc.reg_read(UC_X86_REG_CR4)
+    uc.reg_write(UC_X86_REG_CR4, (cr4 | CR4_PAE | cr4_set) & ~(CR4_SMEP | CR4_SMAP))
+    uc.msr_write(MSR_EFER, uc.msr_read(MSR_EFER) | EFER_NXE)
+    uc.reg_write(UC_X86_REG_CR3, 0)
+    uc.reg_write(UC_X86_REG_CR0, uc.reg_read(UC_X86_REG_CR0) | CR0_PG | CR0_WP)
+
+
+def boot_long_mode(uc: Uc, stub_base: int, cr4_set: int = 0) -> tuple[UcContext, UcContext]:
+    """Bring a fresh 64-bit Unicorn to a user (CPL 3) and a kernel (CPL 0) context, both
+    with paging on; returns (user, kernel) saved contexts.
+
+    A two-page stub at guest-physical `stub_base` (mapped here, outside any RAM)
+    holds the GDT and an ``iretq`` that enters user mode while paging is off.
+    """
+    uc.mem_map(stub_base, 0x2000, UC_PROT_ALL)
+    gdt = stub_base + 0x1000
+    uc.mem_write(gdt, GDT)
+    uc.reg_write(UC_X86_REG_GDTR, (0, gdt, len(GDT) - 1, 0))
+    uc.mem_write(stub_base, bytes.fromhex("48cf"))  # iretq
+    user_entry = stub_base + 0x800
+    kstack = stub_base + 0x1F00
+    uc.mem_write(kstack, struct.pack("<5Q", user_entry, USER_CS, 0x202, stub_base + 0x1800,
+                                     USER_DS))
+    uc.reg_write(UC_X86_REG_RSP, kstack)
+    kernel = uc.context_save()
+    uc.emu_start(stub_base, user_entry)
+    if (uc.reg_read(UC_X86_REG_CS), uc.reg_read(UC_X86_REG_SS)) != (USER_CS, USER_DS):
+        raise AssertionError("iretq did not reach user mode")
+    enable_paging(uc, cr4_set)
+    user = uc.context_save()
+    uc.context_restore(kernel)
+    enable_paging(uc, cr4_set)
+    kernel = uc.context_save()
+    return user, kernel
+
+
 class X86Mmu:
     """A long-mode Unicorn CPU over `ram_size` bytes of host memory at `ram_address`.
 
@@ -163,25 +202,7 @@ class X86Mmu:
         uc = Uc(UC_ARCH_X86, UC_MODE_64)
         uc.ctl_set_tlb_mode(UC_TLB_CPU)
         uc.mem_map_ptr(0, ram_size, UC_PROT_ALL, ram_address)
-        uc.mem_map(STUB_BASE, 0x2000, UC_PROT_ALL)
-        gdt = STUB_BASE + 0x1000
-        uc.mem_write(gdt, GDT)
-        uc.reg_write(UC_X86_REG_GDTR, (0, gdt, len(GDT) - 1, 0))
-        uc.mem_write(STUB_BASE, bytes.fromhex("48cf"))  # iretq
-        user_entry = STUB_BASE + 0x800
-        kstack = STUB_BASE + 0x1F00
-        uc.mem_write(kstack, struct.pack("<5Q", user_entry, USER_CS, 0x202, STUB_BASE + 0x1800,
-                                         USER_DS))
-        uc.reg_write(UC_X86_REG_RSP, kstack)
-        kernel = uc.context_save()
-        uc.emu_start(STUB_BASE, user_entry)
-        if (uc.reg_read(UC_X86_REG_CS), uc.reg_read(UC_X86_REG_SS)) != (USER_CS, USER_DS):
-            raise AssertionError("iretq did not reach user mode")
-        self._enable_paging(uc)
-        user = uc.context_save()
-        uc.context_restore(kernel)
-        self._enable_paging(uc)
-        kernel = uc.context_save()
+        user, kernel = boot_long_mode(uc, STUB_BASE)
         self._contexts = {True: user, False: kernel}
         self.uc = uc
         self._fault: tuple[int, int, bytes] | None = None
@@ -189,14 +210,6 @@ class X86Mmu:
         self._stop_before_first = False
         uc.hook_add(UC_HOOK_INTR, self._on_intr)
         uc.hook_add(UC_HOOK_CODE, self._on_code)
-
-    @staticmethod
-    def _enable_paging(uc: Uc) -> None:
-        cr4 = uc.reg_read(UC_X86_REG_CR4)
-        uc.reg_write(UC_X86_REG_CR4, (cr4 | CR4_PAE) & ~(CR4_SMEP | CR4_SMAP))
-        uc.msr_write(MSR_EFER, uc.msr_read(MSR_EFER) | EFER_NXE)
-        uc.reg_write(UC_X86_REG_CR3, 0)
-        uc.reg_write(UC_X86_REG_CR0, uc.reg_read(UC_X86_REG_CR0) | CR0_PG | CR0_WP)
 
     def _on_intr(self, uc: Uc, intno: int, _data: object) -> None:
         if intno == VEC_DB:  # the single-step trap after a completed instruction
@@ -278,6 +291,22 @@ def _host_address(buf: mmap.mmap) -> int:
 
 
 _OFFSET: list[int] = []
+_OLD_EXCEPTION: list[int] = []
+
+
+def old_exception_offset() -> int:
+    """The offset of QEMU's ``env->old_exception`` in `Uc.context_save()` bytes.
+
+    QEMU remembers the exception being delivered so that a second fault
+    during delivery becomes a double fault (#DF). Unicorn hands exceptions to
+    `UC_HOOK_INTR` instead of delivering them, so the record is never cleared
+    and the *next* #PF would arrive as a #DF with error code 0. A CPU engine
+    that handles a fault and lets the guest retry must write -1 there. Found
+    by the same calibration: the one slot that is -1 before any fault and
+    holds each calibration fault's vector afterwards.
+    """
+    error_code_offset()
+    return _OLD_EXCEPTION[0]
 
 
 def error_code_offset() -> int:
@@ -302,6 +331,7 @@ def error_code_offset() -> int:
     q.release()
     ram[0x5000:0x5000 + len(PROBE_CODE)] = PROBE_CODE
     cpu = X86Mmu(_host_address(ram), size, keepalive=ram)
+    fresh = bytes(cpu._contexts[True])
     code, ro_nx, kpage, hole = 0x400000, 0x401000, 0x402000, 0x403000
     cases = [
         (cpu.load(0x1000, code, hole), VEC_PF, PF_USER),
@@ -323,5 +353,11 @@ def error_code_offset() -> int:
                if all(struct.unpack_from("<i", out.context, off)[0] == code for out, _, code in cases)]
     if len(offsets) != 1:
         raise AssertionError(f"error-code calibration: {len(offsets)} candidate slots {offsets[:8]}")
+    old = [off for off in range(0, n - 3, 4)
+           if struct.unpack_from("<i", fresh, off)[0] == -1
+           and all(struct.unpack_from("<i", out.context, off)[0] == vector for out, vector, _ in cases)]
+    if len(old) != 1:
+        raise AssertionError(f"old_exception calibration: {len(old)} candidate slots {old[:8]}")
     _OFFSET.append(offsets[0])
+    _OLD_EXCEPTION.append(old[0])
     return offsets[0]

@@ -1,0 +1,237 @@
+"""Tasks on one CPU: run queue, sleeping and waking, fork, exit and wait
+(kernel/sched/core.c, kernel/fork.c, kernel/exit.c, kernel/signal.c's kill paths).
+
+The scheduler is a round robin. A task runs until it blocks (a system call
+returned "block": it sleeps on a wait queue and repeats the call when
+woken), stops for the kernel (exec, a signal to deliver, exit), or uses up
+its slice of instructions when others are runnable. Each switch loads the
+task's page-table root, which flushes the TLB. Before a task returns to
+user mode its pending signals are acted on (`do_signal`).
+"""
+
+from __future__ import annotations
+
+import errno as E
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from vmsim.kernel.files import fput, get_file
+from vmsim.kernel.signal import (
+    CLD_DUMPED,
+    CLD_EXITED,
+    CLD_KILLED,
+    NSIG,
+    SIGCHLD,
+    SIGKILL,
+    SigInfo,
+    do_signal,
+    send_signal,
+)
+from vmsim.kernel.uaccess import put_user_u32
+
+if TYPE_CHECKING:
+    from vmsim.kernel.ptrace import CpuEngine
+    from vmsim.kernel.task import Process
+
+#: Instructions a task may run while others wait (about a millisecond of a real CPU).
+TIME_SLICE = 200_000
+
+
+class BudgetExceeded(RuntimeError):
+    """The machine's time budget ran out (the sandbox's limit on a runaway guest)."""
+
+
+class Scheduler:
+    """The run queue and the process-lifecycle paths of one machine."""
+
+    def __init__(self, machine: object) -> None:
+        self.machine = machine
+        self.runqueue: deque[Process] = deque()
+        self.sleeping: set[Process] = set()
+        self.vfork_waiters: dict[int, Process] = {}  # child pid -> parent
+
+    # ---- queueing ------------------------------------------------------------------
+    def add(self, task: Process) -> None:
+        self.runqueue.append(task)
+
+    def wake(self, task: Process) -> None:
+        """try_to_wake_up(): a sleeping task becomes runnable."""
+        if task in self.sleeping:
+            self.sleeping.discard(task)
+            if task.alive:
+                self.runqueue.append(task)
+
+    def find(self, pid: int) -> Process | None:
+        proc = self.machine.processes.get(pid)  # type: ignore[attr-defined]
+        return proc if proc is not None and proc.alive else None
+
+    # ---- the loop --------------------------------------------------------------------
+    def run(self, cpu: CpuEngine, deadline: float = 0.0) -> None:
+        """Run tasks until none is runnable. Past `deadline` (time.monotonic(); 0: none) every
+        task is killed and BudgetExceeded raised."""
+        machine = self.machine
+        while self.runqueue:
+            task = self.runqueue.popleft()
+            if not task.alive:
+                continue
+            do_signal(task)
+            if not task.alive or task in self.sleeping:
+                continue
+            if task.vfork_child is not None:  # parked in vfork until the child execs or exits
+                self.sleeping.add(task)
+                continue
+            task.need_stop = False
+            timeout = 0
+            if deadline:
+                timeout = max(1, int((deadline - time.monotonic()) * 1e6))
+            machine.current = task  # type: ignore[attr-defined]
+            cpu.run(task, TIME_SLICE if self.runqueue else 0, timeout)
+            machine.current = None  # type: ignore[attr-defined]
+            if not task.alive:
+                continue
+            if task.in_syscall_restart:
+                self.sleeping.add(task)
+                if task.signal.pending:
+                    self.wake(task)
+            else:
+                self.runqueue.append(task)
+            if deadline and time.monotonic() >= deadline:
+                for other in [*self.runqueue, *self.sleeping, task]:
+                    self.exit_task(other, 0, signo=SIGKILL)
+                self.runqueue.clear()
+                self.sleeping.clear()
+                raise BudgetExceeded("time budget exhausted: every task was killed")
+        if self.sleeping:
+            names = ", ".join(f"{t.comm}[{t.pid}]" for t in sorted(self.sleeping, key=lambda t: t.pid))
+            machine.kernel_log.append(f"vmsim: every task is asleep ({names}): killed")  # type: ignore[attr-defined]
+            for task in list(self.sleeping):
+                self.sleeping.discard(task)
+                self.exit_task(task, 0, signo=SIGKILL)
+
+    # ---- fork -------------------------------------------------------------------------
+    def copy_process(self, parent: Process, exit_signal: int = SIGCHLD) -> Process | int:
+        """copy_process(): a child sharing nothing but copies (COW memory, fd references)."""
+        child = parent.fork()
+        if isinstance(child, int):
+            return child
+        for f in child.files.values():
+            get_file(f)
+        child.cloexec = set(parent.cloexec)
+        child.signal = parent.signal.copy()
+        child.cwd = parent.cwd
+        child.umask = parent.umask
+        child.nofile = parent.nofile
+        child.pgid, child.sid = parent.pgid, parent.sid
+        child.exit_signal = exit_signal if 0 < exit_signal <= NSIG else 0
+        child.exe = parent.exe
+        child.mm.rlimits = type(parent.mm.rlimits)(**vars(parent.mm.rlimits))
+        self.machine.cpu.copy_thread(parent, child)  # type: ignore[attr-defined]
+        self.runqueue.append(child)
+        return child
+
+    def wait_vfork(self, parent: Process, child: Process) -> None:
+        """CLONE_VFORK: the parent sleeps until the child execs or exits."""
+        parent.vfork_child = child.pid
+        self.vfork_waiters[child.pid] = parent
+        parent.need_stop = True
+
+    def vfork_done(self, child: Process) -> None:
+        parent = self.vfork_waiters.pop(child.pid, None)
+        if parent is not None:
+            parent.vfork_child = None
+            self.wake(parent)
+
+    # ---- exit ---------------------------------------------------------------------------
+    def exit_task(self, task: Process, code: int, signo: int = 0, core: bool = False) -> None:
+        """do_exit(): release files and memory, reparent children, notify the parent."""
+        if not task.alive:
+            return
+        machine = self.machine
+        if task.clear_child_tid:
+            put_user_u32(task, task.clear_child_tid, 0)
+        for fd in sorted(task.files):
+            fput(task, task.files[fd])
+        task.files.clear()
+        task.cloexec.clear()
+        task.wait_status = (signo | (0x80 if core else 0)) if signo else (code & 0xFF) << 8
+        machine.do_exit(task, exit_code=code if not signo else None,  # type: ignore[attr-defined]
+                        kill_signal=signo or None)
+        self.sleeping.discard(task)
+        cpu = machine.cpu  # type: ignore[attr-defined]
+        if cpu is not None:
+            cpu.release(task)
+        task.need_stop = True
+        self.vfork_done(task)
+        for other in list(machine.processes.values()) + list(machine.zombies.values()):  # type: ignore[attr-defined]
+            if other.ppid == task.pid and other is not task:
+                other.ppid = 1 if 1 in machine.processes and 1 != task.pid else 0  # type: ignore[attr-defined]
+        parent = machine.processes.get(task.ppid)  # type: ignore[attr-defined]
+        if parent is not None and parent.alive:
+            if task.exit_signal:
+                code_ = (CLD_DUMPED if core else CLD_KILLED) if signo else CLD_EXITED
+                send_signal(parent, SigInfo(task.exit_signal, code_, pid=task.pid,
+                                            status=signo or code))
+            self.wake(parent)
+
+    def kill_task(self, task: Process, signo: int, core: bool = False) -> None:
+        """The default action of a fatal signal."""
+        self.exit_task(task, 0, signo=signo, core=core)
+
+    # ---- wait -----------------------------------------------------------------------------
+    def do_wait(self, task: Process, pid: int, nohang: bool) -> tuple[Process, int] | int | None:
+        """do_wait(): a zombie child matching `pid` (-1 any, >0 that one, 0/< -1 a group) with
+        its wait status; 0 with WNOHANG; -ECHILD if there is no such child; None to sleep."""
+        machine = self.machine
+
+        def matches(child: Process) -> bool:
+            if child.ppid != task.pid or child is task:
+                return False
+            if pid > 0:
+                return child.pid == pid
+            if pid == 0:
+                return child.pgid == task.pgid
+            if pid < -1:
+                return child.pgid == -pid
+            return True
+
+        zombies = [c for c in machine.zombies.values() if matches(c) and not c.reaped]  # type: ignore[attr-defined]
+        if zombies:
+            child = min(zombies, key=lambda c: c.exit_order)
+            return child, child.wait_status
+        live = [c for c in machine.processes.values() if matches(c)]  # type: ignore[attr-defined]
+        if not live:
+            return -E.ECHILD
+        if nohang:
+            return 0
+        return None
+
+    def reap(self, child: Process) -> None:
+        """release_task(): the zombie is gone."""
+        child.reaped = True
+        self.machine.zombies.pop(child.pid, None)  # type: ignore[attr-defined]
+
+    # ---- kill -------------------------------------------------------------------------------
+    def kill(self, sender: Process, pid: int, signo: int, exact: bool = False) -> int:
+        """kill(2)/tkill(2): 0 or -errno. Signal 0 only checks that the target exists."""
+        if not 0 <= signo <= NSIG:
+            return -E.EINVAL
+        machine = self.machine
+        alive = [p for p in machine.processes.values() if p.alive]  # type: ignore[attr-defined]
+        if exact or pid > 0:
+            targets = [p for p in alive if p.pid == pid]
+        elif pid == 0:
+            targets = [p for p in alive if p.pgid == sender.pgid]
+        elif pid == -1:
+            targets = [p for p in alive if p.pid not in (1, sender.pid)] + [sender]
+        else:
+            targets = [p for p in alive if p.pgid == -pid]
+        if not targets:
+            return -E.ESRCH
+        if signo:
+            for target in targets:
+                send_signal(target, SigInfo(signo, 0 if not exact else -6, pid=sender.pid,
+                                            uid=sender.cred_uid))
+        if any(t is sender for t in targets):
+            sender.need_stop = True
+        return 0

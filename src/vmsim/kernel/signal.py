@@ -1,0 +1,289 @@
+"""Signals (kernel/signal.c, arch/x86/kernel/signal.c, signal_64.c).
+
+A task has pending signals with their siginfo, a blocked mask and a table
+of actions. Before a task returns to user mode the scheduler calls
+`do_signal`: the lowest pending unblocked signal is either handled by its
+default action (terminate, ignore, stop/continue treated as ignore) or
+delivered to a user handler on an `rt_sigframe` (siginfo + ucontext) built
+on the user stack, whose return address is the handler's `sa_restorer`;
+`rt_sigreturn` reads the frame back.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from vmsim.kernel.uaccess import copy_from_user, copy_to_user
+
+if TYPE_CHECKING:
+    from vmsim.kernel.task import Process
+
+SIGHUP, SIGINT, SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE = 1, 2, 3, 4, 5, 6, 7, 8
+SIGKILL, SIGUSR1, SIGSEGV, SIGUSR2, SIGPIPE, SIGALRM, SIGTERM = 9, 10, 11, 12, 13, 14, 15
+SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG = 17, 18, 19, 20, 21, 22, 23
+SIGXCPU, SIGXFSZ, SIGWINCH, SIGSYS = 24, 25, 28, 31
+NSIG = 64
+
+SIG_DFL, SIG_IGN = 0, 1
+SA_NOCLDSTOP, SA_NOCLDWAIT, SA_SIGINFO = 1, 2, 4
+SA_ONSTACK, SA_RESTART, SA_NODEFER, SA_RESETHAND = 0x08000000, 0x10000000, 0x40000000, 0x80000000
+SA_RESTORER = 0x04000000
+SS_ONSTACK, SS_DISABLE = 1, 2
+MINSIGSTKSZ = 2048
+
+SI_USER, SI_KERNEL, SI_TKILL = 0, 0x80, -6
+CLD_EXITED, CLD_KILLED, CLD_DUMPED = 1, 2, 3
+
+NAMES = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT",
+         7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL", 10: "SIGUSR1", 11: "SIGSEGV", 12: "SIGUSR2",
+         13: "SIGPIPE", 14: "SIGALRM", 15: "SIGTERM", 16: "SIGSTKFLT", 17: "SIGCHLD",
+         18: "SIGCONT", 19: "SIGSTOP", 20: "SIGTSTP", 21: "SIGTTIN", 22: "SIGTTOU", 23: "SIGURG",
+         24: "SIGXCPU", 25: "SIGXFSZ", 26: "SIGVTALRM", 27: "SIGPROF", 28: "SIGWINCH",
+         29: "SIGIO", 30: "SIGPWR", 31: "SIGSYS"}
+#: Default action "ignore" (signal(7)); stop and continue are treated as ignore too.
+DEFAULT_IGNORE = {SIGCHLD, SIGURG, SIGWINCH, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU}
+#: Default action "core" (the others terminate without a core).
+DEFAULT_CORE = {SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGSEGV, SIGXCPU, SIGXFSZ,
+                SIGSYS}
+
+# struct rt_sigframe (arch/x86/include/asm/sigframe.h), 64-bit: pretcode, ucontext, siginfo.
+UC_FLAGS_OFF = 8
+UC_STACK_OFF = 24
+MCONTEXT_OFF = 48  # struct sigcontext inside the frame
+SIGMASK_OFF = MCONTEXT_OFF + 256
+INFO_OFF = SIGMASK_OFF + 8
+FRAME_SIZE = INFO_OFF + 128
+#: struct sigcontext_64 registers, in order (then cs/gs/fs/ss, err, trapno, oldmask, cr2, fpstate).
+SIGCONTEXT_REGS = ("r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rdi", "rsi", "rbp",
+                   "rbx", "rdx", "rax", "rcx", "rsp", "rip", "rflags")
+UC_FP_XSTATE, UC_SIGCONTEXT_SS, UC_STRICT_RESTORE_SS = 1, 2, 4
+#: Flags a user may change through rt_sigreturn (FIX_EFLAGS in signal.c).
+FIX_EFLAGS = 0x40DD5  # AC|OF|DF|TF|SF|ZF|AF|PF|CF|RF
+
+
+@dataclass
+class SigAction:
+    handler: int = SIG_DFL
+    flags: int = 0
+    restorer: int = 0
+    mask: int = 0
+
+
+@dataclass
+class SigInfo:
+    """A queued signal's siginfo: number, code, and the fields its code uses."""
+
+    signo: int
+    code: int = SI_USER
+    addr: int = 0  # SIGSEGV, SIGBUS, SIGILL, SIGFPE
+    pid: int = 0  # SI_USER, SIGCHLD
+    uid: int = 0
+    status: int = 0  # SIGCHLD
+    trapno: int = 0
+    error_code: int = 0
+
+    @property
+    def name(self) -> str:
+        return NAMES.get(self.signo, f"SIG{self.signo}")
+
+    def pack(self) -> bytes:
+        """The 128-byte struct siginfo the kernel copies to user space."""
+        head = struct.pack("<iii4x", self.signo, 0, self.code)
+        if self.signo in (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP) and self.code > 0:
+            body = struct.pack("<Q", self.addr)
+        elif self.signo == SIGCHLD and self.code > 0:
+            body = struct.pack("<iIiQQ", self.pid, self.uid, self.status, 0, 0)
+        else:
+            body = struct.pack("<iI", self.pid, self.uid)
+        return (head + body).ljust(128, b"\0")
+
+
+@dataclass
+class SignalState:
+    """A task's signal state: pending, blocked, actions, alternate stack."""
+
+    pending: dict[int, SigInfo] = field(default_factory=dict)
+    blocked: int = 0
+    actions: dict[int, SigAction] = field(default_factory=dict)
+    altstack: tuple[int, int, int] = (0, SS_DISABLE, 0)  # ss_sp, ss_flags, ss_size
+    saved_fpu: dict[int, object] = field(default_factory=dict)  # frame address -> FPU state
+
+    def action(self, signo: int) -> SigAction:
+        return self.actions.get(signo) or SigAction()
+
+    def reset_for_exec(self) -> None:
+        """flush_signal_handlers(): handled signals go back to SIG_DFL; ignored stay ignored;
+        the alternate stack is gone."""
+        self.actions = {s: SigAction(SIG_IGN) for s, a in self.actions.items()
+                        if a.handler == SIG_IGN}
+        self.altstack = (0, SS_DISABLE, 0)
+        self.saved_fpu.clear()
+
+    def copy(self) -> SignalState:
+        """fork(): actions, mask and alternate stack are inherited; pending signals are not."""
+        return SignalState({}, self.blocked, dict(self.actions), self.altstack)
+
+
+def sigbit(signo: int) -> int:
+    return 1 << (signo - 1)
+
+
+def send_signal(task: Process, info: SigInfo) -> None:
+    """__send_signal(): queue `info` (one instance per signal, as for non-realtime signals),
+    unless it is ignored; wake the task so it can act on it."""
+    if not task.alive:
+        return
+    sig = task.signal
+    act = sig.action(info.signo)
+    if info.signo != SIGKILL and (act.handler == SIG_IGN or (
+            act.handler == SIG_DFL and info.signo in DEFAULT_IGNORE)):
+        return
+    sig.pending.setdefault(info.signo, info)
+    task.need_stop = True
+    if info.signo == SIGKILL or not sig.blocked & sigbit(info.signo):
+        task.machine.sched.wake(task)
+
+
+def force_sig_fault(task: Process, signo: int, code: int, addr: int, trapno: int = 14,
+                    error_code: int = 0) -> None:
+    """force_sig_fault(): a signal caused by the task's own instruction. If it is blocked or
+    ignored, the handler is reset to the default and the signal unblocked, so it kills."""
+    sig = task.signal
+    act = sig.action(signo)
+    if sig.blocked & sigbit(signo) or act.handler == SIG_IGN:
+        sig.actions[signo] = SigAction()
+        sig.blocked &= ~sigbit(signo)
+    sig.pending[signo] = SigInfo(signo, code, addr, trapno=trapno, error_code=error_code)
+    task.need_stop = True
+
+
+def has_pending(task: Process) -> bool:
+    """signal_pending(): is there a signal the task would act on now?"""
+    sig = task.signal
+    return any(s == SIGKILL or s == SIGSTOP or not sig.blocked & sigbit(s) for s in sig.pending)
+
+
+def do_signal(task: Process) -> None:
+    """Act on pending signals before returning to user mode (arch_do_signal_or_restart)."""
+    sig = task.signal
+    _do_signal(task)
+    if task.restore_sigmask_after_signal is not None:  # no handler ran: rt_sigsuspend's mask ends
+        sig.blocked = task.restore_sigmask_after_signal
+        task.restore_sigmask_after_signal = None
+
+
+def _do_signal(task: Process) -> None:
+    sig = task.signal
+    while task.alive:
+        ready = sorted(s for s in sig.pending
+                       if s in (SIGKILL, SIGSTOP) or not sig.blocked & sigbit(s))
+        if not ready:
+            return
+        # Synchronous (fault) signals first, as dequeue_synchronous_signal() does.
+        sync = [s for s in ready if sig.pending[s].code > 0 and s in (SIGSEGV, SIGBUS, SIGILL,
+                                                                      SIGFPE, SIGTRAP)]
+        signo = (sync or ready)[0]
+        info = sig.pending.pop(signo)
+        act = sig.action(signo)
+        if signo in (SIGKILL, SIGSTOP) or act.handler == SIG_DFL:
+            if signo in DEFAULT_IGNORE:
+                continue
+            task.machine.sched.kill_task(task, signo, core=signo in DEFAULT_CORE)
+            return
+        if act.handler == SIG_IGN:
+            continue
+        restart_interrupted_syscall(task, act)
+        if not setup_rt_frame(task, signo, info, act):
+            force_sig_fault(task, SIGSEGV, SI_KERNEL, 0)
+            continue
+        if act.flags & SA_RESETHAND:
+            sig.actions[signo] = SigAction()
+        mask = act.mask
+        if not act.flags & SA_NODEFER:
+            mask |= sigbit(signo)
+        sig.blocked |= mask & ~(sigbit(SIGKILL) | sigbit(SIGSTOP))
+        return  # one frame per return to user mode; the rest wait for the next return
+
+
+def restart_interrupted_syscall(task: Process, act: SigAction) -> None:
+    """A task blocked in a system call is parked on its `syscall` instruction (rip - 2).
+    With SA_RESTART it stays there and repeats the call after the handler; without, the
+    call returns -EINTR (handle_signal()'s -ERESTARTSYS case)."""
+    if not task.in_syscall_restart:
+        return
+    task.in_syscall_restart = False
+    if act.flags & SA_RESTART:
+        return
+    regs = task.regs
+    regs.set("rip", regs.get("rip") + 2)
+    regs.set("rax", -4)  # EINTR
+
+
+def _altstack_for(task: Process, act: SigAction, sp: int) -> int:
+    ss_sp, ss_flags, ss_size = task.signal.altstack
+    if act.flags & SA_ONSTACK and not ss_flags & SS_DISABLE and not (
+            ss_sp < sp <= ss_sp + ss_size):
+        return ss_sp + ss_size
+    return sp
+
+
+def setup_rt_frame(task: Process, signo: int, info: SigInfo, act: SigAction) -> bool:
+    """x64_setup_rt_frame(): the frame below the red zone, 16-byte aligned minus 8 (as after a
+    call); False if it cannot be written (the task then dies of SIGSEGV)."""
+    regs = task.regs
+    sp = regs.get("rsp")
+    sp = _altstack_for(task, act, sp - 128)
+    frame = ((sp - FRAME_SIZE) & ~0xF) - 8
+    values = {name: regs.get(name) for name in SIGCONTEXT_REGS}
+    mcontext = struct.pack("<18Q", *(values[n] for n in SIGCONTEXT_REGS))
+    mcontext += struct.pack("<HHHH", regs.get("cs"), 0, 0, regs.get("ss"))
+    saved_mask = task.signal.blocked
+    if task.restore_sigmask_after_signal is not None:  # rt_sigsuspend: the mask to go back to
+        saved_mask = task.restore_sigmask_after_signal
+        task.restore_sigmask_after_signal = None
+    mcontext += struct.pack("<QQQQQ", info.error_code, info.trapno, saved_mask & 0xFFFFFFFF,
+                            info.addr if info.trapno == 14 else 0, 0)
+    mcontext = mcontext.ljust(256, b"\0")
+    ss_sp, ss_flags, ss_size = task.signal.altstack
+    on_alt = ss_sp < frame <= ss_sp + ss_size and not ss_flags & SS_DISABLE
+    ucontext = struct.pack("<QQQi4xQ", UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS, 0, ss_sp,
+                           SS_ONSTACK if on_alt else (ss_flags & SS_DISABLE), ss_size)
+    body = (struct.pack("<Q", act.restorer) + ucontext + mcontext
+            + struct.pack("<Q", saved_mask) + info.pack())
+    assert len(body) == FRAME_SIZE
+    if not copy_to_user(task, frame, body):
+        return False
+    task.signal.saved_fpu[frame] = task.machine.cpu.save_fpu(task)
+    regs.set("rdi", signo)
+    regs.set("rsi", frame + INFO_OFF)
+    regs.set("rdx", frame + 8)
+    regs.set("rax", 0)
+    regs.set("rsp", frame)
+    regs.set("rip", act.handler)
+    regs.set("rflags", regs.get("rflags") & ~(0x100 | 0x400 | 0x40000))  # TF, DF, AC
+    return True
+
+
+def sys_rt_sigreturn(task: Process) -> int:
+    """rt_sigreturn(): restore the registers and mask saved in the frame at rsp - 8."""
+    regs = task.regs
+    frame = regs.get("rsp") - 8
+    raw = copy_from_user(task, frame, FRAME_SIZE)
+    if raw is None:
+        force_sig_fault(task, SIGSEGV, SI_KERNEL, 0)
+        return 0
+    fpu = task.signal.saved_fpu.pop(frame, None)
+    if fpu is not None:
+        task.machine.cpu.restore_fpu(task, fpu)
+    values = struct.unpack_from("<18Q", raw, MCONTEXT_OFF)
+    old_flags = regs.get("rflags")
+    for name, value in zip(SIGCONTEXT_REGS, values, strict=True):
+        if name == "rflags":
+            value = (old_flags & ~FIX_EFLAGS) | (value & FIX_EFLAGS)
+        regs.set(name, value)
+    (blocked,) = struct.unpack_from("<Q", raw, SIGMASK_OFF)
+    task.signal.blocked = blocked & ~(sigbit(SIGKILL) | sigbit(SIGSTOP))
+    task.need_stop = True
+    return values[SIGCONTEXT_REGS.index("rax")]

@@ -1,0 +1,367 @@
+"""File system calls of real programs (fs/read_write.c, fs/open.c, fs/stat.c, fs/fcntl.c,
+fs/pipe.c, fs/ioctl.c). Every pointer goes through `uaccess` (-EFAULT on a bad one)."""
+
+from __future__ import annotations
+
+import errno as E
+import struct
+from typing import TYPE_CHECKING
+
+from vmsim.kernel.files import Console, Pipe, PipeEnd, fd_read, fd_write, fput, get_file
+from vmsim.kernel.syscalls import s32, s64, syscall
+from vmsim.kernel.uaccess import copy_from_user, copy_to_user, strncpy_from_user
+from vmsim.mm.filemap import File
+from vmsim.mm.truncate import truncate_setsize
+
+if TYPE_CHECKING:
+    from vmsim.kernel.task import Process
+
+AT_FDCWD = -100
+PATH_MAX = 4096
+MAX_RW_COUNT = 0x7FFF_F000  # INT_MAX & PAGE_MASK: the most one read/write moves
+O_CLOEXEC = 0o2000000
+O_NONBLOCK = 0o4000
+FD_CLOEXEC = 1
+F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC = 0, 1, 2, 3, 4, 1030
+TCGETS, TIOCGWINSZ, FIONREAD = 0x5401, 0x5413, 0x541B
+S_IFIFO, S_IFCHR, S_IFREG = 0o010000, 0o020000, 0o100000
+IOV_MAX = 1024
+
+
+def lookup_fd(task: Process, fd: int) -> object | None:
+    return task.files.get(s32(fd)) if s64(fd) == s32(fd) else None
+
+
+def install_fd(task: Process, f: object, cloexec: bool = False, lowest: int = 0) -> int:
+    """fd_install() at the lowest free descriptor >= `lowest`; -EMFILE past RLIMIT_NOFILE."""
+    fd = lowest
+    while fd in task.files:
+        fd += 1
+    if fd >= task.nofile:
+        return -E.EMFILE
+    task.files[fd] = f
+    if cloexec:
+        task.cloexec.add(fd)
+    else:
+        task.cloexec.discard(fd)
+    return fd
+
+
+def close_fd(task: Process, fd: int) -> int:
+    f = task.files.pop(fd, None)
+    if f is None:
+        return -E.EBADF
+    task.cloexec.discard(fd)
+    fput(task, f)
+    return 0
+
+
+# ---- read and write ----------------------------------------------------------------------
+@syscall(0, "read")
+def sys_read(task: Process, fd: int, buf: int, count: int, *_: int) -> int | None:
+    f = lookup_fd(task, fd)
+    if f is None:
+        return -E.EBADF
+    count = min(count, MAX_RW_COUNT)
+    if count and not copy_to_user(task, buf, b""):  # access_ok() first, as rw_verify_area
+        return -E.EFAULT
+    data = fd_read(task, f, count)
+    if data is None or isinstance(data, int):
+        return data
+    return len(data) if copy_to_user(task, buf, data) else -E.EFAULT
+
+
+@syscall(1, "write")
+def sys_write(task: Process, fd: int, buf: int, count: int, *_: int) -> int | None:
+    f = lookup_fd(task, fd)
+    if f is None:
+        return -E.EBADF
+    data = copy_from_user(task, buf, min(count, MAX_RW_COUNT))
+    if data is None:
+        return -E.EFAULT
+    return fd_write(task, f, data)
+
+
+def _iovecs(task: Process, iov: int, iovcnt: int) -> list[tuple[int, int]] | int:
+    if s32(iovcnt) < 0 or s32(iovcnt) > IOV_MAX:
+        return -E.EINVAL
+    raw = copy_from_user(task, iov, 16 * iovcnt)
+    if raw is None:
+        return -E.EFAULT
+    vecs = [struct.unpack_from("<QQ", raw, 16 * i) for i in range(iovcnt)]
+    if any(length >> 63 for _, length in vecs):
+        return -E.EINVAL
+    return vecs
+
+
+@syscall(19, "readv")
+def sys_readv(task: Process, fd: int, iov: int, iovcnt: int, *_: int) -> int | None:
+    f = lookup_fd(task, fd)
+    if f is None:
+        return -E.EBADF
+    vecs = _iovecs(task, iov, iovcnt)
+    if isinstance(vecs, int):
+        return vecs
+    total = 0
+    for base, length in vecs:
+        if not length:
+            continue
+        data = fd_read(task, f, length)
+        if data is None:
+            return total if total else None
+        if isinstance(data, int):
+            return total if total else data
+        if not copy_to_user(task, base, data):
+            return total if total else -E.EFAULT
+        total += len(data)
+        if len(data) < length:
+            break
+    return total
+
+
+@syscall(20, "writev")
+def sys_writev(task: Process, fd: int, iov: int, iovcnt: int, *_: int) -> int | None:
+    f = lookup_fd(task, fd)
+    if f is None:
+        return -E.EBADF
+    vecs = _iovecs(task, iov, iovcnt)
+    if isinstance(vecs, int):
+        return vecs
+    chunks = []
+    for base, length in vecs:
+        data = copy_from_user(task, base, length)
+        if data is None:
+            return -E.EFAULT
+        chunks.append(data)
+    return fd_write(task, f, b"".join(chunks))
+
+
+@syscall(17, "pread64")
+def sys_pread64(task: Process, fd: int, buf: int, count: int, pos: int, *_: int) -> int:
+    f = lookup_fd(task, fd)
+    if f is None:
+        return -E.EBADF
+    if not isinstance(f, File):
+        return -E.ESPIPE
+    if s64(pos) < 0:
+        return -E.EINVAL
+    got = task.pread(s32(fd), min(count, MAX_RW_COUNT), pos)
+    if isinstance(got, int):
+        return got
+    return len(got) if copy_to_user(task, buf, got) else -E.EFAULT
+
+
+@syscall(18, "pwrite64")
+def sys_pwrite64(task: Process, fd: int, buf: int, count: int, pos: int, *_: int) -> int:
+    f = lookup_fd(task, fd)
+    if f is None:
+        return -E.EBADF
+    if not isinstance(f, File):
+        return -E.ESPIPE
+    data = copy_from_user(task, buf, min(count, MAX_RW_COUNT))
+    if data is None:
+        return -E.EFAULT
+    return task.pwrite(s32(fd), data, s64(pos))
+
+
+@syscall(8, "lseek")
+def sys_lseek(task: Process, fd: int, offset: int, whence: int, *_: int) -> int:
+    f = lookup_fd(task, fd)
+    if f is None:
+        return -E.EBADF
+    if not isinstance(f, File):
+        return -E.ESPIPE
+    base = {0: 0, 1: f.f_pos, 2: f.inode.i_size}.get(s32(whence))
+    if base is None:
+        return -E.EINVAL
+    pos = base + s64(offset)
+    if pos < 0:
+        return -E.EINVAL
+    f.f_pos = pos
+    return pos
+
+
+# ---- open and close -------------------------------------------------------------------------
+def do_sys_open(task: Process, dfd: int, path_ptr: int, flags: int, mode: int) -> int:
+    path = strncpy_from_user(task, path_ptr, PATH_MAX)
+    if isinstance(path, int):
+        return path
+    if not path:
+        return -E.ENOENT
+    name = task.resolve_path(s32(dfd), path.decode("utf-8", "surrogateescape"))
+    if isinstance(name, int):
+        return name
+    got = task.machine.vfs.open(name, flags & ~O_CLOEXEC, mode & 0o7777 & ~task.umask)
+    if isinstance(got, int):
+        return got
+    if flags & 0o1000 and got.writable:  # O_TRUNC drops the cached pages past the new size
+        truncate_setsize(task.machine.kmem, got.inode, 0)
+    return install_fd(task, got, bool(flags & O_CLOEXEC))
+
+
+@syscall(2, "open")
+def sys_open(task: Process, path: int, flags: int, mode: int, *_: int) -> int:
+    return do_sys_open(task, AT_FDCWD, path, flags & 0xFFFF_FFFF, mode)
+
+
+@syscall(257, "openat")
+def sys_openat(task: Process, dfd: int, path: int, flags: int, mode: int, *_: int) -> int:
+    return do_sys_open(task, dfd, path, flags & 0xFFFF_FFFF, mode)
+
+
+@syscall(3, "close")
+def sys_close(task: Process, fd: int, *_: int) -> int:
+    return close_fd(task, s32(fd))
+
+
+@syscall(32, "dup")
+def sys_dup(task: Process, fd: int, *_: int) -> int:
+    f = lookup_fd(task, fd)
+    if f is None:
+        return -E.EBADF
+    new = install_fd(task, f)
+    if new >= 0:
+        get_file(f)
+    return new
+
+
+def _dup_to(task: Process, old: int, new: int, cloexec: bool) -> int:
+    f = lookup_fd(task, old)
+    if f is None:
+        return -E.EBADF
+    new = s32(new)
+    if new < 0 or new >= task.nofile:
+        return -E.EBADF
+    if new in task.files:
+        close_fd(task, new)
+    get_file(f)
+    task.files[new] = f
+    if cloexec:
+        task.cloexec.add(new)
+    return new
+
+
+@syscall(33, "dup2")
+def sys_dup2(task: Process, old: int, new: int, *_: int) -> int:
+    if s32(old) == s32(new):
+        return s32(new) if lookup_fd(task, old) is not None else -E.EBADF
+    return _dup_to(task, old, new, False)
+
+
+@syscall(292, "dup3")
+def sys_dup3(task: Process, old: int, new: int, flags: int, *_: int) -> int:
+    if flags & ~O_CLOEXEC:
+        return -E.EINVAL
+    if s32(old) == s32(new):
+        return -E.EINVAL
+    return _dup_to(task, old, new, bool(flags & O_CLOEXEC))
+
+
+@syscall(72, "fcntl")
+def sys_fcntl(task: Process, fd: int, cmd: int, arg: int, *_: int) -> int:
+    f = lookup_fd(task, fd)
+    if f is None:
+        return -E.EBADF
+    cmd, fd = s32(cmd), s32(fd)
+    if cmd in (F_DUPFD, F_DUPFD_CLOEXEC):
+        if s64(arg) < 0 or s64(arg) >= task.nofile:
+            return -E.EINVAL
+        new = install_fd(task, f, cmd == F_DUPFD_CLOEXEC, lowest=arg)
+        if new >= 0:
+            get_file(f)
+        return new
+    if cmd == F_GETFD:
+        return FD_CLOEXEC if fd in task.cloexec else 0
+    if cmd == F_SETFD:
+        if arg & FD_CLOEXEC:
+            task.cloexec.add(fd)
+        else:
+            task.cloexec.discard(fd)
+        return 0
+    if cmd == F_GETFL:
+        return getattr(f, "f_flags", 0) & ~O_CLOEXEC
+    if cmd == F_SETFL:
+        keep = getattr(f, "f_flags", 0) & ~(O_NONBLOCK | 0o2000)
+        f.f_flags = keep | (arg & (O_NONBLOCK | 0o2000))  # type: ignore[attr-defined]
+        return 0
+    return -E.EINVAL
+
+
+# ---- pipes ------------------------------------------------------------------------------------
+def do_pipe2(task: Process, fds_ptr: int, flags: int) -> int:
+    if flags & ~(O_CLOEXEC | O_NONBLOCK | 0o40000):  # O_DIRECT accepted
+        return -E.EINVAL
+    pipe = Pipe(ino=task.machine.next_ino())
+    ends = [PipeEnd(pipe, False, 0 | (flags & O_NONBLOCK)), PipeEnd(pipe, True, 1 | (flags & O_NONBLOCK))]
+    fds = []
+    for end in ends:
+        fd = install_fd(task, end, bool(flags & O_CLOEXEC))
+        if fd < 0:
+            for got in fds:
+                task.files.pop(got, None)
+            return fd
+        end.opened()
+        fds.append(fd)
+    if not copy_to_user(task, fds_ptr, struct.pack("<ii", *fds)):
+        for fd in fds:
+            close_fd(task, fd)
+        return -E.EFAULT
+    return 0
+
+
+@syscall(22, "pipe")
+def sys_pipe(task: Process, fds: int, *_: int) -> int:
+    return do_pipe2(task, fds, 0)
+
+
+@syscall(293, "pipe2")
+def sys_pipe2(task: Process, fds: int, flags: int, *_: int) -> int:
+    return do_pipe2(task, fds, flags & 0xFFFF_FFFF)
+
+
+# ---- stat and ioctl ----------------------------------------------------------------------------
+def pack_stat(dev: int, ino: int, mode: int, nlink: int, size: int, rdev: int = 0,
+              blksize: int = 4096, mtime: float = 0.0) -> bytes:
+    """struct stat (x86-64, 144 bytes)."""
+    sec = int(mtime)
+    nsec = int((mtime - sec) * 1e9)
+    blocks = (size + 511) // 512
+    return struct.pack("<QQQIII4xQqqq6Q24x", dev, ino, nlink, mode, 0, 0, rdev, size, blksize,
+                       blocks, sec, nsec, sec, nsec, sec, nsec)
+
+
+def stat_of(task: Process, f: object) -> bytes:
+    if isinstance(f, File):
+        inode = f.inode
+        dev = (inode.dev[0] << 8) | inode.dev[1]
+        return pack_stat(dev, inode.ino, inode.i_mode, 1, inode.i_size)
+    if isinstance(f, PipeEnd):
+        return pack_stat(0xC, f.pipe.ino, S_IFIFO | 0o600, 1, 0, blksize=4096)
+    if isinstance(f, Console) and f.is_tty:
+        return pack_stat(0x16, 3, S_IFCHR | 0o620, 1, 0, rdev=(136 << 8), blksize=1024)
+    return pack_stat(0xC, 1, S_IFIFO | 0o600, 1, 0)
+
+
+@syscall(5, "fstat")
+def sys_fstat(task: Process, fd: int, buf: int, *_: int) -> int:
+    f = lookup_fd(task, fd)
+    if f is None:
+        return -E.EBADF
+    return 0 if copy_to_user(task, buf, stat_of(task, f)) else -E.EFAULT
+
+
+@syscall(16, "ioctl")
+def sys_ioctl(task: Process, fd: int, cmd: int, arg: int, *_: int) -> int:
+    f = lookup_fd(task, fd)
+    if f is None:
+        return -E.EBADF
+    cmd &= 0xFFFF_FFFF
+    if cmd == FIONREAD and isinstance(f, PipeEnd):
+        return 0 if copy_to_user(task, arg, struct.pack("<i", len(f.pipe.buf))) else -E.EFAULT
+    if isinstance(f, Console) and f.is_tty:
+        if cmd == TIOCGWINSZ:
+            return 0 if copy_to_user(task, arg, struct.pack("<HHHH", 24, 80, 0, 0)) else -E.EFAULT
+        if cmd == TCGETS:
+            termios = struct.pack("<IIII", 0x500, 0x5, 0xBF, 0x8A3B) + bytes(19 + 2 * 4)
+            return 0 if copy_to_user(task, arg, termios[:36]) else -E.EFAULT
+    return -E.ENOTTY

@@ -1,0 +1,112 @@
+"""The CPU's way into the kernel for exceptions (arch/x86/mm/fault.c, arch/x86/kernel/traps.c).
+
+`exc_page_fault` is the #PF handler for user-mode faults of a running
+program: it resolves the fault through `do_user_addr_fault` or queues
+SIGSEGV/SIGBUS with `si_code` and `si_addr`, and logs the kernel's line
+(`show_signal_msg`) when the signal will kill the task. `do_trap` maps the
+other exceptions to their signals.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vmsim.kernel.signal import (
+    SI_KERNEL,
+    SIG_DFL,
+    SIGBUS,
+    SIGFPE,
+    SIGILL,
+    SIGKILL,
+    SIGSEGV,
+    SIGTRAP,
+    force_sig_fault,
+    sigbit,
+)
+from vmsim.mm.fault import PF_INSTR, PF_WRITE, VmFault, do_user_addr_fault
+from vmsim.mm.vma import VM_EXEC
+
+if TYPE_CHECKING:
+    from vmsim.kernel.task import Process
+
+READ, WRITE, EXEC = 0, 1, 2
+ILL_ILLOPN = 2
+FPE_INTDIV = 1
+TRAP_BRKPT = 1
+
+#: Exception vector -> (signal, si_code, name in the kernel's trap message).
+TRAPS = {0: (SIGFPE, FPE_INTDIV, "divide error"), 1: (SIGTRAP, TRAP_BRKPT, "debug"),
+         3: (SIGTRAP, SI_KERNEL, "int3"), 4: (SIGSEGV, SI_KERNEL, "overflow"),
+         5: (SIGSEGV, SI_KERNEL, "bounds"), 6: (SIGILL, ILL_ILLOPN, "invalid opcode"),
+         7: (SIGSEGV, SI_KERNEL, "device not available"),
+         13: (SIGSEGV, SI_KERNEL, "general protection fault"),
+         16: (SIGFPE, 0, "coprocessor error"), 17: (SIGBUS, 0, "alignment check"),
+         19: (SIGFPE, 0, "simd exception")}
+
+
+def exc_page_fault(task: Process, address: int, error_code: int, ip: int) -> bool:
+    """A #PF from user mode: True if resolved (retry the instruction), else the task now
+    has SIGSEGV/SIGBUS pending (or is killed by the OOM killer)."""
+    access = EXEC if error_code & PF_INSTR else WRITE if error_code & PF_WRITE else READ
+    outcome = do_user_addr_fault(task.mm, address, access, error_code)
+    if outcome.ok:
+        vma = task.mm.find_vma(address)
+        if vma is not None and vma.vm_flags & VM_EXEC and task.machine.cpu is not None:
+            task.machine.cpu.flush_icache()  # a frame may now hold code QEMU translated before
+        return True
+    if outcome.result & VmFault.OOM:
+        line = f"Out of memory: Killed process {task.pid} ({task.comm})"
+        task.machine.kernel_log.append(line)
+        task.log.append(line)
+        task.signal.pending[SIGKILL] = task.signal.pending.get(SIGKILL) or _kill_info()
+        task.need_stop = True
+        return False
+    if unhandled(task, outcome.signo):
+        show_signal_msg(task, outcome.signo, address, error_code, ip)
+    force_sig_fault(task, outcome.signo, outcome.si_code, address, 14, error_code)
+    return False
+
+
+def _kill_info():
+    from vmsim.kernel.signal import SigInfo
+
+    return SigInfo(SIGKILL, SI_KERNEL)
+
+
+def unhandled(task: Process, signo: int) -> bool:
+    """unhandled_signal(): will this signal kill the task (no handler, or blocked)?"""
+    act = task.signal.action(signo)
+    return act.handler == SIG_DFL or bool(task.signal.blocked & sigbit(signo)) or act.handler == 1
+
+
+def _vma_suffix(task: Process, ip: int) -> str:
+    """print_vma_addr(): " in FILE[START+SIZE]" for the VMA holding the instruction."""
+    vma = task.mm.find_vma(ip)
+    if vma is None or vma.vm_start > ip or vma.vm_file is None:
+        return ""
+    name = vma.vm_file.path.rsplit("/", 1)[-1]
+    return f" in {name}[{vma.vm_start:x}+{vma.vm_end - vma.vm_start:x}]"
+
+
+def show_signal_msg(task: Process, signo: int, address: int, error_code: int, ip: int) -> None:
+    """show_signal_msg(): the kernel's one line about a user fault that kills the task."""
+    what = "segfault" if signo == SIGSEGV else "bus error"
+    sp = task.regs.get("rsp")
+    line = (f"{task.comm}[{task.pid}]: {what} at {address:x} ip {ip:016x} sp {sp:016x} "
+            f"error {error_code:x}{_vma_suffix(task, ip)}")
+    task.machine.kernel_log.append(line)
+    task.log.append(line)
+
+
+def do_trap(task: Process, vector: int, error_code: int, ip: int, detail: str) -> None:
+    """do_trap()/exc_general_protection(): an exception other than #PF becomes a signal."""
+    signo, code, name = TRAPS.get(vector, (SIGSEGV, SI_KERNEL, f"trap {vector}"))
+    if unhandled(task, signo):
+        sp = task.regs.get("rsp")
+        extra = f" ({detail})" if detail else ""
+        line = (f"traps: {task.comm}[{task.pid}] {name} ip:{ip:x} sp:{sp:x} "
+                f"error:{error_code:x}{_vma_suffix(task, ip)}{extra}")
+        task.machine.kernel_log.append(line)
+        task.log.append(line)
+    addr = ip if signo in (SIGILL, SIGFPE) or (signo == SIGTRAP and code != SI_KERNEL) else 0
+    force_sig_fault(task, signo, code, addr, vector, error_code)
