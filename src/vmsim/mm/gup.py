@@ -12,20 +12,30 @@ from typing import TYPE_CHECKING
 from vmsim.arch.paging import Access
 from vmsim.mm import filemap
 from vmsim.mm.fault import VmFault, handle_mm_fault
-from vmsim.mm.page import PG
+from vmsim.mm.page import PG, folio_mark_accessed
 from vmsim.mm.pgtable import pte_offset
-from vmsim.mm.vma import VM_EXEC, VM_IO, VM_LOCKONFAULT, VM_PFNMAP, VM_READ, VM_SHARED, VM_WRITE
+from vmsim.mm.vma import (
+    VM_EXEC,
+    VM_IO,
+    VM_LOCKED,
+    VM_LOCKONFAULT,
+    VM_PFNMAP,
+    VM_READ,
+    VM_SHARED,
+    VM_WRITE,
+)
 
 if TYPE_CHECKING:
     from vmsim.mm.mm_struct import MmStruct
     from vmsim.mm.vma import Vma
 
 
-def follow_page(mm: MmStruct, addr: int, write: bool) -> bool:
+def follow_page(mm: MmStruct, vma: Vma, addr: int, write: bool) -> bool:
     """follow_page_pte() with FOLL_TOUCH: is the page mapped with the needed rights?
 
-    If so it is touched as GUP touches it: marked referenced (mark_page_accessed)
-    and, for a write, dirtied if neither the entry nor the page is dirty yet.
+    If so it is touched as GUP touches it: marked accessed (mark_page_accessed(),
+    which activates a page that was already referenced) and, for a write,
+    dirtied if neither the entry nor the page is dirty yet.
     """
     kmem = mm.kmem
     mode = kmem.mode
@@ -44,7 +54,7 @@ def follow_page(mm: MmStruct, addr: int, write: bool) -> bool:
                 flags[pfn] |= PG.dirty
             else:
                 filemap.set_page_dirty(kmem, pfn)
-        flags[pfn] |= PG.referenced
+        folio_mark_accessed(flags, pfn, unevictable=bool(vma.vm_flags & VM_LOCKED))
     return True
 
 
@@ -59,12 +69,12 @@ def faultin_range(mm: MmStruct, vma: Vma, start: int, end: int, write: bool,
     ps = mm.kmem.page_size
     access = int(Access.WRITE if write else Access.READ)
     for addr in range(start, end, ps):
-        if follow_page(mm, addr, write):
+        if follow_page(mm, vma, addr, write):
             continue
         result, _ = handle_mm_fault(mm, vma, addr, access, count_major=tried)
         if result.is_error:
             return result
-        follow_page(mm, addr, write)
+        follow_page(mm, vma, addr, write)
     return VmFault.HANDLED
 
 

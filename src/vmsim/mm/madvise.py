@@ -91,7 +91,7 @@ def madvise_free_pte_range(mm: MmStruct, start: int, end: int) -> None:
             kmem.phys.write_entry(slot, mode.entry_size, entry & ~(b.dirty | b.accessed))
             flush_tlb_range(mm, addr, addr + kmem.page_size)  # a cached dirty TLB entry must go too
         if flags[pfn] & PG.anon:
-            flags[pfn] &= ~(PG.swapbacked | PG.referenced)  # folio_mark_lazyfree()
+            flags[pfn] &= ~(PG.swapbacked | PG.referenced | PG.active)  # lru_lazyfree()
 
 
 def madvise_cold_or_pageout_pte_range(mm: MmStruct, vma: Vma, start: int, end: int,
@@ -100,9 +100,9 @@ def madvise_cold_or_pageout_pte_range(mm: MmStruct, vma: Vma, start: int, end: i
 
     COLD clears the entries' accessed bits; both clear the pages' referenced
     flags (deactivation).
-    PAGEOUT then reclaims what can go without swap: clean page-cache pages of
-    regular files are unmapped and dropped; anonymous and shmem pages stay
-    (vmsim has no swap yet), as do dirty file pages.
+    PAGEOUT then reclaims what can go without swap: clean page-cache pages
+    (regular file or shmem) are unmapped and dropped; anonymous pages and
+    dirty shmem pages stay (vmsim has no swap yet), as do dirty file pages.
     """
     kmem = mm.kmem
     mode = kmem.mode
@@ -126,20 +126,26 @@ def madvise_cold_or_pageout_pte_range(mm: MmStruct, vma: Vma, start: int, end: i
 def reclaim_file_page(mm: MmStruct, vma: Vma, addr: int, pfn: int) -> None:
     """shrink_folio_list() for one page-cache page that only this mm maps.
 
-    try_to_unmap() takes it out of the page table first. Then a clean page
-    of a regular file is freed; a dirty one is written back (pageout()) and
-    stays cached, clean; a shmem page has no swap to go to and stays cached.
-    Anonymous pages never get this far without swap.
+    try_to_unmap() takes it out of the page table first (moving a dirty bit
+    to the page). A clean page is then freed (__remove_mapping()) - for a
+    shmem page too: a clean shmem page was never written, so it holds only
+    zeros and the next fault creates it afresh. A dirty page of a regular
+    file stays cached: Linux only activates it (only kswapd writes file pages
+    out), while vmsim writes it back now, as its write-through page cache
+    does at unmap (the known difference page-cache-write-through). A dirty shmem
+    page would go to swap (shmem_writeout()); with no swap it is redirtied
+    and stays cached. Anonymous pages never get this far without swap.
     """
     kmem = mm.kmem
     assert vma.vm_file is not None
     inode = vma.vm_file.inode
     index = vma.linear_page_index(addr, kmem.page_shift)
-    zap_pte_range(mm, vma, addr, addr + kmem.page_size)  # moves a dirty bit to the page
-    if inode.shmem or inode.pages.get(index) != pfn or kmem.mem_map.mapcount_mv[pfn]:
+    zap_pte_range(mm, vma, addr, addr + kmem.page_size, mark_accessed=False)  # try_to_unmap()
+    if inode.pages.get(index) != pfn or kmem.mem_map.mapcount_mv[pfn]:
         return
     if kmem.mem_map.flags_mv[pfn] & PG.dirty:
-        filemap.writeback_range(kmem, inode, index, index + 1)
+        if not inode.shmem:
+            filemap.writeback_range(kmem, inode, index, index + 1)
         return
     filemap.delete_from_page_cache(kmem, inode, index)
 

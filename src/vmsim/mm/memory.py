@@ -13,11 +13,18 @@ import numpy as np
 
 from vmsim.mm import filemap
 from vmsim.mm.mm_struct import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES
-from vmsim.mm.page import PG
+from vmsim.mm.page import PG, folio_mark_accessed
 from vmsim.mm.pgtable import pte_alloc, pte_tables, pte_view
 from vmsim.mm.swapops import is_guard_pte_marker
 from vmsim.mm.tlb import flush_tlb_range
-from vmsim.mm.vma import VM_MAYBE_GUARD, VM_MAYWRITE, VM_SHARED
+from vmsim.mm.vma import (
+    VM_LOCKED,
+    VM_MAYBE_GUARD,
+    VM_MAYWRITE,
+    VM_RAND_READ,
+    VM_SEQ_READ,
+    VM_SHARED,
+)
 
 if TYPE_CHECKING:
     from vmsim.mm.kmem import Kmem
@@ -27,14 +34,18 @@ if TYPE_CHECKING:
 
 
 def zap_pte_range(mm: MmStruct, vma: Vma, start: int, end: int,
-                  drop_markers: bool = False) -> int:
+                  drop_markers: bool = False, mark_accessed: bool = True) -> int:
     """zap_pte_range(): clear every entry in [start, end) of vma; returns pages unmapped.
 
     Drops the map count and reference of each page (freeing pages with their
     last reference), moves a dirty bit from a shared file entry to its page,
-    marks accessed pages referenced, and keeps the RSS counters and the
+    marks a page-cache page accessed if its entry was young (not an anonymous
+    page, and not in an area whose advice says it has no recency; see
+    vma_has_recency()), and keeps the RSS counters and the
     machine's mapped-page gauges right. Works a whole table at a time.
     Guard markers survive unless `drop_markers` (ZAP_FLAG_DROP_MARKER: munmap, exit).
+    Reclaim's try_to_unmap() passes `mark_accessed=False`: it moves the dirty
+    bit but not the young one.
     """
     kmem = mm.kmem
     mm.update_hiwater_rss()
@@ -44,6 +55,8 @@ def zap_pte_range(mm: MmStruct, vma: Vma, start: int, end: int,
     dtype = np.uint64 if es == 8 else np.uint32
     mem_map = kmem.mem_map
     shared_file = vma.vm_file is not None and bool(vma.vm_flags & VM_SHARED)
+    recency = mark_accessed and vma_has_recency(vma)
+    unevictable = bool(vma.vm_flags & VM_LOCKED)
     kept = dtype(b.present | b.protnone)
     special, dirty, accessed = dtype(b.special), dtype(b.dirty), dtype(b.accessed)
     pfn_mask, pfn_shift = dtype(mode.pfn_mask), dtype(mode.pfn_shift)
@@ -72,10 +85,11 @@ def zap_pte_range(mm: MmStruct, vma: Vma, start: int, end: int,
         if shared_file:
             for pfn in pfns[(real & dirty) != 0].tolist():
                 filemap.set_page_dirty(kmem, pfn)
-        young = pfns[(real & accessed) != 0]
-        mem_map.flags[young] |= np.uint32(PG.referenced)
         flags = mem_map.flags[pfns]
         anon = (flags & np.uint32(PG.anon)) != 0
+        if recency:
+            for pfn in pfns[((real & accessed) != 0) & ~anon].tolist():
+                folio_mark_accessed(mem_map.flags_mv, pfn, unevictable)
         shmem = ~anon & ((flags & np.uint32(PG.swapbacked)) != 0)
         n_anon, n_shmem = int(np.count_nonzero(anon)), int(np.count_nonzero(shmem))
         mm.rss_stat[MM_ANONPAGES] -= n_anon
@@ -94,6 +108,15 @@ def zap_pte_range(mm: MmStruct, vma: Vma, start: int, end: int,
     if cleared:
         flush_tlb_range(mm, start, end)
     return zapped
+
+
+def vma_has_recency(vma: Vma) -> bool:
+    """vma_has_recency() (include/linux/mm_inline.h): do accesses here count for reclaim?
+
+    Not under MADV_SEQUENTIAL or MADV_RANDOM advice (vmsim has no
+    POSIX_FADV_NOREUSE, the other case).
+    """
+    return not vma.vm_flags & (VM_SEQ_READ | VM_RAND_READ)
 
 
 def _add_counts(mem_map: MemMap, pfns: np.ndarray, delta: int) -> np.ndarray:

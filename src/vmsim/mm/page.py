@@ -76,6 +76,22 @@ class MemMap:
         return bool(self.flags_mv[pfn] & flags)
 
 
+def folio_mark_accessed(flags: memoryview, pfn: int, unevictable: bool = False) -> None:
+    """folio_mark_accessed() (mm/swap.c), two-list LRU: one more use of the page.
+
+    An unreferenced page becomes referenced; a referenced inactive page is
+    activated and loses its referenced flag (so a second use clears what
+    smaps shows as Referenced); an active page just becomes referenced again.
+    An unevictable (mlocked) page that is already referenced is left as it
+    is. vmsim has no per-CPU LRU batches: activation is immediate.
+    """
+    f = flags[pfn]
+    if not f & PG.referenced:
+        flags[pfn] = f | PG.referenced
+    elif not f & PG.active and not unevictable:
+        flags[pfn] = (f | PG.active) & ~PG.referenced
+
+
 def _column(n: int, dtype: type, code: str) -> tuple[np.ndarray, memoryview]:
     buf = bytearray(n * np.dtype(dtype).itemsize)
     return np.frombuffer(buf, dtype=dtype), memoryview(buf).cast(code)
