@@ -7,28 +7,21 @@ import sys
 
 from vmsim.demo import run_demo
 
-BINARY_BLOCKED = (
-    "vmsim conform: --mode binary runs the host runner itself as a static binary under "
-    "`vmsim run`, which needs real-program support (the real-programs issue); vmsim cannot "
-    "run programs yet.  Use --mode api."
-)
-
 
 def conform(args: argparse.Namespace) -> int:
     """`vmsim conform`: the corpus and N random scripts on the host kernel and on vmsim."""
-    if args.mode == "binary":
-        print(BINARY_BLOCKED, file=sys.stderr)
-        return 2
     if args.random < 0:
         print("vmsim conform: --random must be 0 or more", file=sys.stderr)
         return 2
     from vmsim.conform.corpus import corpus
     from vmsim.conform.generator import generate
-    from vmsim.conform.host import HostToolError, check_prerequisites
+    from vmsim.conform.host import HostToolError, build_vmops, check_prerequisites
     from vmsim.conform.report import Report, header, run_cases, scratch_dir
 
     try:
         check_prerequisites()
+        if args.mode == "binary":
+            build_vmops(static=True)
         workdir = scratch_dir()
     except HostToolError as exc:
         print(f"vmsim conform: {exc}", file=sys.stderr)
@@ -41,7 +34,7 @@ def conform(args: argparse.Namespace) -> int:
     print(header(), flush=True)
     print(f"{len(cases)} scripts: {'the corpus and ' if args.corpus else ''}"
           f"{args.random} random (seed {args.seed})", flush=True)
-    run_cases(cases, report, workdir)
+    run_cases(cases, report, workdir, mode=args.mode)
     report.finish()
     return 1 if report.failed else 0
 
@@ -69,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     conf.add_argument("--length", type=int, default=None, metavar="LINES",
                       help="lines per random script (default: 8 to 48)")
     conf.add_argument("--mode", choices=("api", "binary"), default="api",
-                      help="api: scripts through vmsim's process API; binary: the host runner "
-                      "as a program under vmsim (needs real-program support)")
+                      help="api: scripts through vmsim's process API; binary: the same static "
+                      "runner binary on the host kernel and as a real program on vmsim")
     conf.add_argument("--corpus", action=argparse.BooleanOptionalAction, default=True,
                       help="run the hand-written corpus (default: yes)")
     conf.add_argument("--only", default="", metavar="TEXT",

@@ -54,7 +54,12 @@ def cache_dir() -> Path:
     return Path(env) if env else Path(tempfile.gettempdir())
 
 
-def build_vmops(source: Path = SOURCE) -> Path:
+#: Extra flags of the binary-mode build: one static executable that runs unchanged on the
+#: host kernel and under vmsim (same binary, two kernels).
+STATIC_FLAGS: tuple[str, ...] = ("-static", "-DVMOPS_STATIC")
+
+
+def build_vmops(source: Path = SOURCE, static: bool = False) -> Path:
     """Compile *source* once into a cache directory and return the executable.
 
     The directory is ``<cache>/vmsim-host-<hash>``, the hash covering the
@@ -63,8 +68,9 @@ def build_vmops(source: Path = SOURCE) -> Path:
     to a private name and renamed into place, so parallel workers cannot see
     a half-written binary.
     """
+    flags = CFLAGS + (STATIC_FLAGS if static else ())
     text = source.read_bytes()
-    digest = hashlib.sha256(text + "\0".join(CFLAGS).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(text + "\0".join(flags).encode()).hexdigest()[:16]
     outdir = cache_dir() / f"vmsim-host-{digest}"
     exe = outdir / "vmops"
     if exe.is_file() and os.access(exe, os.X_OK):
@@ -73,7 +79,7 @@ def build_vmops(source: Path = SOURCE) -> Path:
     outdir.mkdir(parents=True, exist_ok=True)
     tmp = outdir / f"vmops.{os.getpid()}.tmp"
     proc = subprocess.run(
-        [gcc, *CFLAGS, "-o", str(tmp), str(source)],
+        [gcc, *flags, "-o", str(tmp), str(source)],
         capture_output=True,
         text=True,
         check=False,
@@ -113,9 +119,9 @@ class HostRun:
 
 
 def run_host(script: Sequence[str], timeout: float = DEFAULT_TIMEOUT,
-             cwd: str | os.PathLike[str] | None = None) -> HostRun:
+             cwd: str | os.PathLike[str] | None = None, static: bool = False) -> HostRun:
     """Execute *script* on the host kernel (in directory *cwd*) and return its output lines."""
-    exe = build_vmops()
+    exe = build_vmops(static=static)
     data = "".join(line + "\n" for line in script)
     try:
         proc = subprocess.run(
@@ -133,9 +139,14 @@ def run_host(script: Sequence[str], timeout: float = DEFAULT_TIMEOUT,
         raise HostToolError(
             f"vmops exited with {proc.returncode}\nstderr:\n{proc.stderr}\nstdout:\n{proc.stdout}"
         )
-    out = proc.stdout.splitlines()
+    return parse_output(proc.stdout, proc.stderr)
+
+
+def parse_output(stdout: str, stderr: str = "") -> HostRun:
+    """The base line and the result lines of a vmops run."""
+    out = stdout.splitlines()
     if not out or not out[0].startswith("base "):
-        raise HostToolError(f"vmops printed no base line:\n{proc.stdout}\n{proc.stderr}")
+        raise HostToolError(f"vmops printed no base line:\n{stdout}\n{stderr}")
     head = out[0].split()
     heap = int(head[3], 16) if len(head) >= 4 and head[2] == "heap" else 0
     return HostRun(base=int(head[1], 16), lines=out[1:], heap=heap)

@@ -121,13 +121,14 @@ def header() -> str:
             f"{'on' if sd else 'off'} on the host (vmsim's mem_soft_dirty set to match)")
 
 
-def run_cases(cases: Iterable[Case], report: Report, workdir: Path | None = None) -> Report:
+def run_cases(cases: Iterable[Case], report: Report, workdir: Path | None = None,
+              mode: str = "api") -> Report:
     """Run every case (host, then vmsim) and add each result to *report*."""
     d = workdir if workdir is not None else scratch_dir()
     sd = host_soft_dirty()
     for case in cases:
         try:
-            res = run_case(case, d / "files", soft_dirty=sd, table=report.table)
+            res = run_case(case, d / "files", soft_dirty=sd, table=report.table, mode=mode)
         except HostToolError as exc:
             res = Result(case, "error", detail=f"the host runner failed: {exc}")
         report.add(res)

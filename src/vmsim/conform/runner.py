@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vmsim.conform.binary import run_binary_on_vmsim
 from vmsim.conform.compare import (
     _MARK,
     differing_lines,
@@ -33,7 +34,7 @@ from vmsim.conform.compare import (
     step_op,
 )
 from vmsim.conform.files import FileSpec, reset_files
-from vmsim.conform.host import host_soft_dirty, run_host
+from vmsim.conform.host import HostToolError, host_soft_dirty, run_host
 from vmsim.conform.known_differences import KNOWN_DIFFERENCES, KnownDifference, Mismatch, explain
 from vmsim.conform.script import words
 from vmsim.conform.vmsim_side import VmsimRunner
@@ -108,10 +109,12 @@ def last_result(lines: Sequence[str], step: int) -> str | None:
 
 def run_case(case: Case, files_dir: Path, soft_dirty: bool | None = None,
              check_invariants: bool = True,
-             table: Sequence[KnownDifference] = KNOWN_DIFFERENCES) -> Result:
+             table: Sequence[KnownDifference] = KNOWN_DIFFERENCES, mode: str = "api") -> Result:
     """Run *case* on the host and on vmsim in *files_dir* (a scratch directory) and judge it.
 
     *soft_dirty* sets vmsim's ``mem_soft_dirty`` sysctl; None means "as the host kernel".
+    *mode* "api" runs the script through vmsim's process API; "binary" runs the
+    static runner on both kernels (:mod:`vmsim.conform.binary`).
     """
     t0 = time.perf_counter()
     if soft_dirty is None:
@@ -120,14 +123,23 @@ def run_case(case: Case, files_dir: Path, soft_dirty: bool | None = None,
     d.mkdir(parents=True, exist_ok=True)
     expanded = observe(case.lines)
     reset_files(d, case.files.files, case.files.dirs)
-    host = run_host(expanded, cwd=d)
+    host = run_host(expanded, cwd=d, static=mode == "binary")
     reset_files(d, case.files.files, case.files.dirs)
-    runner = VmsimRunner(root=d, path_map=(str(d), "/"), catch_signals=True,
-                         soft_dirty=soft_dirty)
     try:
-        sim = runner.run(expanded)
-        if check_invariants and runner.machine is not None:
-            runner.machine.check()
+        if mode == "binary":
+            sim_run, machine = run_binary_on_vmsim(expanded, d, soft_dirty)
+            sim = sim_run.lines
+            if check_invariants:
+                machine.check()  # type: ignore[attr-defined]
+        else:
+            runner = VmsimRunner(root=d, path_map=(str(d), "/"), catch_signals=True,
+                                 soft_dirty=soft_dirty)
+            sim = runner.run(expanded)
+            if check_invariants and runner.machine is not None:
+                runner.machine.check()
+    except HostToolError as exc:
+        return Result(case, "error", detail=f"vmsim could not run the runner: {exc}",
+                      seconds=time.perf_counter() - t0)
     except Exception:
         return Result(case, "error", detail="vmsim raised:\n" + traceback.format_exc(limit=8),
                       seconds=time.perf_counter() - t0)

@@ -99,6 +99,8 @@ class _Regs:
         if cpu.on_cpu is self.task:
             if name in cpu.pending:
                 return cpu.pending[name]
+            if name == "rip" and cpu.syscall_next is not None:
+                return cpu.syscall_next
             return cpu.uc.reg_read(REG_IDS[name])
         return cpu.context(self.task).reg_read(REG_IDS[name])
 
@@ -133,6 +135,9 @@ class UnicornCpu:
         self._scratch = uc.context_save()
         self.on_cpu: Process | None = None
         self.pending: dict[str, int] = {}
+        # Inside the syscall hook QEMU's rip is still the `syscall` instruction's address (it
+        # adds the length afterwards); this is the address the task resumes at.
+        self.syscall_next: int | None = None
         self._fresh: tuple[int, int] | None = None
         self._restore: bytes | None = None
         self._contexts: dict[int, UcContext] = {}
@@ -165,6 +170,8 @@ class UnicornCpu:
     def copy_thread(self, parent: Process, child: Process) -> None:
         if self.on_cpu is parent:
             ctx = self.uc.context_save()
+            if self.syscall_next is not None:
+                ctx.reg_write(_RIP, self.syscall_next)
             for name, value in self.pending.items():
                 ctx.reg_write(REG_IDS[name], value)
         else:
@@ -174,7 +181,10 @@ class UnicornCpu:
 
     def save_fpu(self, task: Process) -> object:
         if self.on_cpu is task:
-            return pickle.dumps(self.uc.context_save().__getstate__())
+            ctx = self.uc.context_save()
+            if self.syscall_next is not None:
+                ctx.reg_write(_RIP, self.syscall_next)
+            return pickle.dumps(ctx.__getstate__())
         return pickle.dumps(self.context(task).__getstate__())
 
     def restore_fpu(self, task: Process, state: object) -> None:
@@ -264,15 +274,18 @@ class UnicornCpu:
         assert task is not None
         nr = uc.reg_read(_RAX)
         args = [uc.reg_read(r) for r in _ARGS]
-        ret = do_syscall_64(task, nr, args)
-        rip = uc.reg_read(_RIP)
+        rip = uc.reg_read(_RIP)  # the `syscall` instruction itself
+        self.syscall_next = rip + 2
+        try:
+            ret = do_syscall_64(task, nr, args)
+        finally:
+            self.syscall_next = None
         if ret is None:  # blocked: execute the `syscall` again when woken
-            uc.reg_write(_RIP, rip - 2)
-            self.pending["rip"] = rip - 2
+            self.pending["rip"] = rip
             uc.emu_stop()
             return
         uc.reg_write(_RAX, ret & U64)
-        uc.reg_write(_RCX, rip)
+        uc.reg_write(_RCX, rip + 2)
         uc.reg_write(_R11, uc.reg_read(_RFLAGS))
         if task.need_stop:
             uc.emu_stop()
