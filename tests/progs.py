@@ -9,6 +9,7 @@ the host kernel, the referee for output and exit status.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import tempfile
@@ -28,12 +29,12 @@ def build(source: str, name: str, compiler: str = "gcc", flags: tuple[str, ...] 
     if out.exists():
         return out
     CACHE.mkdir(parents=True, exist_ok=True)
-    src = CACHE / f"{name}-{key}.c"
+    src = CACHE / f"{name}-{key}-{os.getpid()}.c"
     src.write_text(source)
-    tmp = out.with_suffix(".tmp")
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")  # parallel workers may build the same program
     subprocess.run([compiler, "-static", "-O1", "-o", str(tmp), str(src), *flags], check=True,
                    capture_output=True, text=True)
-    tmp.rename(out)
+    os.replace(tmp, out)
     return out
 
 

@@ -159,6 +159,14 @@ def force_sig_fault(task: Process, signo: int, code: int, addr: int, trapno: int
     task.need_stop = True
 
 
+def force_sigsegv(task: Process, signo: int) -> None:
+    """force_sigsegv(): the frame for `signo` could not be built. If that was SIGSEGV itself
+    the handler is dropped first (force_fatal_sig), so the task dies instead of looping."""
+    if signo == SIGSEGV:
+        task.signal.actions[SIGSEGV] = SigAction()
+    force_sig_fault(task, SIGSEGV, SI_KERNEL, 0, trapno=0)
+
+
 def has_pending(task: Process) -> bool:
     """signal_pending(): is there a signal the task would act on now?"""
     sig = task.signal
@@ -196,7 +204,7 @@ def _do_signal(task: Process) -> None:
             continue
         restart_interrupted_syscall(task, act)
         if not setup_rt_frame(task, signo, info, act):
-            force_sig_fault(task, SIGSEGV, SI_KERNEL, 0)
+            force_sigsegv(task, signo)
             continue
         if act.flags & SA_RESETHAND:
             sig.actions[signo] = SigAction()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from vmsim.kernel.signal import (
     SI_KERNEL,
     SIG_DFL,
+    SIG_IGN,
     SIGBUS,
     SIGFPE,
     SIGILL,
@@ -21,9 +22,9 @@ from vmsim.kernel.signal import (
     SIGSEGV,
     SIGTRAP,
     force_sig_fault,
-    sigbit,
 )
-from vmsim.mm.fault import PF_INSTR, PF_WRITE, VmFault, do_user_addr_fault
+from vmsim.kernel.uaccess import TASK_SIZE_MAX
+from vmsim.mm.fault import PF_INSTR, PF_PROT, PF_WRITE, VmFault, do_user_addr_fault
 from vmsim.mm.vma import VM_EXEC
 
 if TYPE_CHECKING:
@@ -61,8 +62,10 @@ def exc_page_fault(task: Process, address: int, error_code: int, ip: int) -> boo
         task.signal.pending[SIGKILL] = task.signal.pending.get(SIGKILL) or _kill_info()
         task.need_stop = True
         return False
-    if unhandled(task, outcome.signo):
-        show_signal_msg(task, outcome.signo, address, error_code, ip)
+    if address >= TASK_SIZE_MAX:
+        error_code |= PF_PROT  # __bad_area_nosemaphore(): kernel addresses are protection faults
+    if outcome.signo == SIGSEGV and unhandled(task, outcome.signo):
+        show_signal_msg(task, outcome.signo, address, error_code, ip)  # do_sigbus() logs nothing
     force_sig_fault(task, outcome.signo, outcome.si_code, address, 14, error_code)
     return False
 
@@ -74,18 +77,20 @@ def _kill_info():
 
 
 def unhandled(task: Process, signo: int) -> bool:
-    """unhandled_signal(): will this signal kill the task (no handler, or blocked)?"""
-    act = task.signal.action(signo)
-    return act.handler == SIG_DFL or bool(task.signal.blocked & sigbit(signo)) or act.handler == 1
+    """unhandled_signal(): is there no user handler for this signal (SIG_DFL or SIG_IGN)? The
+    blocked mask does not count: a blocked fault signal kills without the log line."""
+    return task.signal.action(signo).handler in (SIG_DFL, SIG_IGN)
 
 
 def _vma_suffix(task: Process, ip: int) -> str:
-    """print_vma_addr(): " in FILE[START+SIZE]" for the VMA holding the instruction."""
+    """print_vma_addr() (Linux 6.9+): " in FILE[OFFSET,START+SIZE]" for the file VMA holding
+    the instruction, OFFSET being the instruction's offset in the file."""
     vma = task.mm.find_vma(ip)
     if vma is None or vma.vm_start > ip or vma.vm_file is None:
         return ""
     name = vma.vm_file.path.rsplit("/", 1)[-1]
-    return f" in {name}[{vma.vm_start:x}+{vma.vm_end - vma.vm_start:x}]"
+    offset = ip - vma.vm_start + (vma.vm_pgoff << task.machine.kmem.page_shift)
+    return f" in {name}[{offset:x},{vma.vm_start:x}+{vma.vm_end - vma.vm_start:x}]"
 
 
 def show_signal_msg(task: Process, signo: int, address: int, error_code: int, ip: int) -> None:
