@@ -252,6 +252,10 @@ class Machine:
         tlbs = [p.tlb for p in (*self.processes.values(), *self.zombies.values()) if p.tlb]
         out["tlb_hits"] = sum(t.hits for t in tlbs)
         out["tlb_fills"] = sum(t.fills for t in tlbs)
+        cpu_fills = getattr(self.cpu, "fills", None)  # engines that see their TLB fills (soft)
+        if cpu_fills is not None:
+            out["cpu.tlb_fills"] = cpu_fills
+            out["cpu.tlb_flushes"] = getattr(self.cpu, "flushes", 0)
         out["free_pages"] = self.kmem.buddy.nr_free
         return out
 
