@@ -177,6 +177,9 @@ class Machine:
         """A new process (pid 1 if it is the first) running the program at guest `path`, with
         stdin/stdout/stderr on the machine's console; -errno if execve fails."""
         proc = self.spawn(comm=path.rsplit("/", 1)[-1][:15])
+        # The guest's first process runs as root (uid 0 in its auxv): it has the capabilities
+        # mm code consults (CAP_IPC_LOCK lifts RLIMIT_MEMLOCK, CAP_SYS_RAWIO mmap_min_addr).
+        proc.mm.rlimits.cap_ipc_lock = proc.mm.rlimits.cap_sys_rawio = True
         for fd, name in enumerate(("stdin", "stdout", "stderr")):
             proc.files[fd] = self.console[name]
         self.console["stdin"].source += stdin
@@ -187,7 +190,8 @@ class Machine:
         envp = [e.encode() for e in (env if env is not None else DEFAULT_ENV)]
         self.kmem.current = proc.acct
         err = do_execve(proc, path, args, envp)
-        if err < 0:
+        if err < 0:  # the process never ran: it leaves no zombie
+            proc.release_mm()
             self.processes.pop(proc.pid, None)
             return err
         self.sched.add(proc)

@@ -22,14 +22,21 @@ GUEST_PATH = "/.vmops"
 MEMORY = "512M"
 
 
+def install_runner(root: Path) -> Path:
+    """Copy the static runner into *root* (done before each side's run, so that files the
+    script then creates get inode numbers in the same sequence on both sides)."""
+    dest = root / GUEST_PATH.lstrip("/")
+    shutil.copy2(build_vmops(static=True), dest)
+    return dest
+
+
 def run_binary_on_vmsim(script: Sequence[str], root: Path, soft_dirty: bool,
                         timeout: float = 120.0) -> tuple[HostRun, object]:
-    """Run the static runner on a fresh vmsim machine whose root is *root*; returns its output
-    (as the host's would be parsed) and the machine, for invariant checks."""
+    """Run the static runner (already in *root*) on a fresh vmsim machine whose root is
+    *root*; returns its output (parsed as the host's is) and the machine, for invariant
+    checks."""
     from vmsim.machine import Machine
 
-    exe = build_vmops(static=True)
-    shutil.copy2(exe, root / GUEST_PATH.lstrip("/"))
     machine = Machine(memory=MEMORY, seed=1, root=root)
     machine.kmem.sysctl.mem_soft_dirty = soft_dirty
     data = "".join(line + "\n" for line in script).encode()

@@ -119,9 +119,12 @@ class HostRun:
 
 
 def run_host(script: Sequence[str], timeout: float = DEFAULT_TIMEOUT,
-             cwd: str | os.PathLike[str] | None = None, static: bool = False) -> HostRun:
-    """Execute *script* on the host kernel (in directory *cwd*) and return its output lines."""
-    exe = build_vmops(static=static)
+             cwd: str | os.PathLike[str] | None = None,
+             exe: Path | None = None) -> HostRun:
+    """Execute *script* on the host kernel (in directory *cwd*) and return its output lines.
+
+    *exe* is the runner to use (default: the dynamically linked build)."""
+    exe = exe if exe is not None else build_vmops()
     data = "".join(line + "\n" for line in script)
     try:
         proc = subprocess.run(

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vmsim.conform.binary import run_binary_on_vmsim
+from vmsim.conform.binary import install_runner, run_binary_on_vmsim
 from vmsim.conform.compare import (
     _MARK,
     differing_lines,
@@ -122,11 +122,13 @@ def run_case(case: Case, files_dir: Path, soft_dirty: bool | None = None,
     d = files_dir.resolve()
     d.mkdir(parents=True, exist_ok=True)
     expanded = observe(case.lines)
+    binary = mode == "binary"
     reset_files(d, case.files.files, case.files.dirs)
-    host = run_host(expanded, cwd=d, static=mode == "binary")
+    host = run_host(expanded, cwd=d, exe=install_runner(d) if binary else None)
     reset_files(d, case.files.files, case.files.dirs)
     try:
-        if mode == "binary":
+        if binary:
+            install_runner(d)
             sim_run, machine = run_binary_on_vmsim(expanded, d, soft_dirty)
             sim = sim_run.lines
             if check_invariants:

@@ -1,7 +1,7 @@
 """execve(): binfmt_script and binfmt_elf (fs/exec.c, fs/binfmt_elf.c, fs/binfmt_script.c).
 
-The ELF file is read through the page cache (headers with pyelftools over a
-page-cache stream); each PT_LOAD becomes a private file mapping with the
+The ELF file is read through the page cache (the header and program headers
+as Elf64 structures, checked as load_elf_binary checks them); each PT_LOAD becomes a private file mapping with the
 segment's rights, and the part of `.bss` beyond the file's last page an
 anonymous area (vm_brk_flags). Nothing else of the file is read until a
 fault asks for it. The stack is built as `setup_arg_pages` and
@@ -18,13 +18,9 @@ ELF is -ENOEXEC); after it, the task is killed with SIGSEGV, as Linux does.
 from __future__ import annotations
 
 import errno as E
-import io
 import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
 
 from vmsim.kernel.uaccess import clear_user, copy_to_user
 from vmsim.mm import mman as m
@@ -39,6 +35,7 @@ PT_LOAD, PT_INTERP, PT_PHDR, PT_GNU_STACK = 1, 3, 6, 0x6474E551
 PF_X, PF_W, PF_R = 1, 2, 4
 ET_EXEC, ET_DYN = 2, 3
 EM_X86_64 = 62
+EHDR_SIZE, PHDR_SIZE = 64, 56  # sizeof(Elf64_Ehdr), sizeof(Elf64_Phdr)
 BINPRM_BUF_SIZE = 256
 MAX_ARG_STRLEN = 32 * 4096
 MAX_ARG_STRINGS = 0x7FFF_FFFF
@@ -54,34 +51,6 @@ HWCAP = 0x078BFBFF
 AT_NULL, AT_PHDR, AT_PHENT, AT_PHNUM, AT_PAGESZ, AT_BASE, AT_FLAGS, AT_ENTRY = 0, 3, 4, 5, 6, 7, 8, 9
 AT_UID, AT_EUID, AT_GID, AT_EGID, AT_PLATFORM, AT_HWCAP, AT_CLKTCK = 11, 12, 13, 14, 15, 16, 17
 AT_SECURE, AT_RANDOM, AT_HWCAP2, AT_EXECFN, AT_MINSIGSTKSZ = 23, 25, 26, 31, 51
-
-
-class _PageCacheStream(io.RawIOBase):
-    """A read-only file object over an inode's page cache (for pyelftools)."""
-
-    def __init__(self, task: Process, file: File) -> None:
-        self.task = task
-        self.file = file
-        self.pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        self.pos = {0: 0, 1: self.pos, 2: self.file.inode.i_size}[whence] + offset
-        return self.pos
-
-    def tell(self) -> int:
-        return self.pos
-
-    def readinto(self, buf: bytearray) -> int:  # type: ignore[override]
-        data = file_read(self.task.machine.kmem, self.file.inode, self.pos, len(buf))
-        buf[:len(data)] = data
-        self.pos += len(data)
-        return len(data)
 
 
 @dataclass
@@ -109,52 +78,53 @@ class ElfImage:
     exec_stack: bool
 
 
+def _phdr(raw: bytes, offset: int) -> Phdr:
+    p_type, p_flags, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, p_align = struct.unpack_from(
+        "<IIQQQQQQ", raw, offset)
+    return Phdr(p_type, p_flags, p_offset, p_vaddr, p_filesz, p_memsz, p_align)
+
+
 def read_elf(task: Process, file: File) -> ElfImage | int:
-    """Parse and validate an ELF file's header and program headers; -ENOEXEC if it is not
-    an x86-64 executable or shared object this loader can run (elf_check_arch etc.)."""
-    head = file_read(task.machine.kmem, file.inode, 0, 64)
-    if len(head) < 64 or head[:4] != b"\x7fELF":
+    """The checks of load_elf_binary() and load_elf_phdrs(): the ELF magic, ET_EXEC or
+    ET_DYN, elf_check_arch() (EM_X86_64), program headers of the native size filling at
+    most one page; -ENOEXEC otherwise. The header is read as Elf64 whatever its e_ident
+    class and byte-order bytes say: Linux does not look at them either."""
+    kmem = task.machine.kmem
+    head = file_read(kmem, file.inode, 0, EHDR_SIZE)
+    if len(head) < EHDR_SIZE or head[:4] != b"\x7fELF":
         return -E.ENOEXEC
-    try:
-        elf = ELFFile(_PageCacheStream(task, file))
-        hdr = elf.header
-        if elf.elfclass != 64 or not elf.little_endian or hdr["e_machine"] != "EM_X86_64":
-            return -E.ENOEXEC
-        e_type = {"ET_EXEC": ET_EXEC, "ET_DYN": ET_DYN}.get(hdr["e_type"])
-        if e_type is None or hdr["e_phentsize"] != 56:
-            return -E.ENOEXEC
-        if not 1 <= hdr["e_phnum"] <= 65536 // 56:
-            return -E.ENOEXEC
-        phdrs = []
-        interp = None
-        exec_stack = False
-        for seg in elf.iter_segments():
-            h = seg.header
-            p_type = h["p_type"]
-            p_type = {"PT_LOAD": PT_LOAD, "PT_INTERP": PT_INTERP, "PT_PHDR": PT_PHDR,
-                      "PT_GNU_STACK": PT_GNU_STACK}.get(p_type, -1) if isinstance(p_type, str) else p_type
-            phdr = Phdr(p_type, h["p_flags"], h["p_offset"], h["p_vaddr"], h["p_filesz"],
-                        h["p_memsz"], h["p_align"])
-            phdrs.append(phdr)
-            if p_type == PT_INTERP:
-                if interp is not None or not 2 <= phdr.p_filesz <= 4096:
-                    return -E.ENOEXEC
-                raw = file_read(task.machine.kmem, file.inode, phdr.p_offset, phdr.p_filesz)
-                if len(raw) != phdr.p_filesz or raw[-1:] != b"\0":
-                    return -E.ENOEXEC
-                interp = raw[:-1].decode("utf-8", "surrogateescape")
-            elif p_type == PT_GNU_STACK:
-                exec_stack = bool(phdr.p_flags & PF_X)
-    except (ELFError, struct.error, ValueError, KeyError, OSError):
+    (e_type, e_machine, _version, e_entry, e_phoff, _shoff, _flags, _ehsize, e_phentsize,
+     e_phnum) = struct.unpack_from("<HHIQQQIHHH", head, 16)
+    if e_type not in (ET_EXEC, ET_DYN) or e_machine != EM_X86_64:
         return -E.ENOEXEC
+    size = e_phnum * PHDR_SIZE
+    if e_phentsize != PHDR_SIZE or size == 0 or size > 4096:
+        return -E.ENOEXEC
+    raw = file_read(kmem, file.inode, e_phoff, size)
+    if len(raw) != size:  # load_elf_phdrs() fails, and load_elf_binary() says -ENOEXEC
+        return -E.ENOEXEC
+    phdrs = [_phdr(raw, i * PHDR_SIZE) for i in range(e_phnum)]
+    interp = None
+    exec_stack = False
+    for phdr in phdrs:
+        if phdr.p_type == PT_INTERP:
+            if interp is not None or not 2 <= phdr.p_filesz <= 4096:
+                return -E.ENOEXEC
+            name = file_read(kmem, file.inode, phdr.p_offset, phdr.p_filesz)
+            if len(name) != phdr.p_filesz:
+                return -E.EIO
+            if name[-1:] != b"\0":
+                return -E.ENOEXEC
+            interp = name[:-1].decode("utf-8", "surrogateescape")
+        elif phdr.p_type == PT_GNU_STACK:
+            exec_stack = bool(phdr.p_flags & PF_X)
     loads = [p for p in phdrs if p.p_type == PT_LOAD]
     if not loads:
         return -E.ENOEXEC
     for p in loads:
         if p.p_filesz > p.p_memsz or (p.p_vaddr - p.p_offset) % 4096:
             return -E.ENOEXEC
-    return ElfImage(file, e_type, hdr["e_entry"], hdr["e_phoff"], hdr["e_phnum"], phdrs, interp,
-                    exec_stack)
+    return ElfImage(file, e_type, e_entry, e_phoff, e_phnum, phdrs, interp, exec_stack)
 
 
 def _open_exec(task: Process, path: str) -> File | int:
@@ -299,6 +269,7 @@ def begin_new_exec(task: Process, filename: str) -> None:
     machine = task.machine
     old = task.mm
     task.mm = machine.mm_alloc()
+    task.mm.rlimits = old.rlimits  # resource limits and capabilities survive exec
     machine.attach_mm(task)
     old.mm_users -= 1
     if old.mm_users == 0:

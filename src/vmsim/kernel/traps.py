@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from vmsim.kernel.oom_kill import out_of_memory
 from vmsim.kernel.signal import (
     SI_KERNEL,
     SIG_DFL,
@@ -55,13 +56,8 @@ def exc_page_fault(task: Process, address: int, error_code: int, ip: int) -> boo
         if vma is not None and vma.vm_flags & VM_EXEC and task.machine.cpu is not None:
             task.machine.cpu.flush_icache()  # a frame may now hold code QEMU translated before
         return True
-    if outcome.result & VmFault.OOM:
-        line = f"Out of memory: Killed process {task.pid} ({task.comm})"
-        task.machine.kernel_log.append(line)
-        task.log.append(line)
-        task.signal.pending[SIGKILL] = task.signal.pending.get(SIGKILL) or _kill_info()
-        task.need_stop = True
-        return False
+    if outcome.result & VmFault.OOM:  # pagefault_out_of_memory(): the OOM killer chooses
+        return out_of_memory(task) is not task
     if address >= TASK_SIZE_MAX:
         error_code |= PF_PROT  # __bad_area_nosemaphore(): kernel addresses are protection faults
     if outcome.signo == SIGSEGV and unhandled(task, outcome.signo):
