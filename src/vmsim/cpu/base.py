@@ -243,7 +243,12 @@ class UnicornEngine:
         """Run `task` until it stops: a system call or fault that needs the scheduler, a
         signal, exit, `max_insns` instructions or `timeout_us` (0: no limit)."""
         uc = self.uc
-        uc.context_restore(self.context(task))
+        ctx = self.context(task)
+        # No exception is in flight when a task is resumed: a stale record (a context saved
+        # while QEMU still held one, or a frame's state put back by rt_sigreturn) would turn
+        # the next #PF into a double or triple fault.
+        _ctx_int(ctx, self._old_off).value = -1
+        uc.context_restore(ctx)
         self._switch_mm(task)
         self.on_cpu = task
         self.pending.clear()
