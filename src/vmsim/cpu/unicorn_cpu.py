@@ -4,7 +4,8 @@ RAM is vmsim's buffer, mapped at guest-physical 0 without copying. The
 guest runs at CPL 3 in long mode with CR3 = its mm's PGD, so every load,
 store and fetch is translated by QEMU's page walker from the entries vmsim
 wrote (setting their accessed and dirty bits), and Python runs only when
-the CPU raises an exception or executes ``syscall``:
+the CPU raises an exception or executes ``syscall`` (both handled in
+`cpu.base`, which this engine shares with the soft-MMU engine):
 
 * #PF -> `kernel.traps.exc_page_fault` with CR2 and the hardware error code
   (read from the saved CPU state; see `x86_mmu.error_code_offset`). If the
@@ -12,13 +13,10 @@ the CPU raises an exception or executes ``syscall``:
   QEMU's record of the exception in flight is cleared first, or the next
   fault would turn into a double fault (`x86_mmu.old_exception_offset`).
 * other exceptions -> `kernel.traps.do_trap` (SIGSEGV, SIGILL, SIGFPE, ...).
-* ``syscall`` -> `kernel.syscalls.do_syscall_64`; rcx and r11 are clobbered
-  with the return address and rflags, as the instruction does.
+* ``syscall`` -> `kernel.syscalls.do_syscall_64`.
 
-A task's registers live in a saved Unicorn context while it is off the CPU.
-While it is on the CPU, the kernel reads registers live; writes other than a
-system call's return value are applied when the engine stops, which it then
-does at once (a changed rip cannot be taken inside a hook).
+Switching tasks writes CR3, which flushes QEMU's TLB, as a CR3 write
+without PCID does on hardware.
 
 Translated code: Unicorn drops all of it whenever `emu_start` returns, but
 inside one run the kernel may put new instructions into a frame behind
@@ -28,264 +26,29 @@ area, a write by the kernel into one).
 
 from __future__ import annotations
 
-import ctypes
-import pickle
 from typing import TYPE_CHECKING
 
-from unicorn import (
-    UC_ARCH_X86,
-    UC_CTL_IO_WRITE,
-    UC_CTL_TLB_FLUSH,
-    UC_HOOK_INSN,
-    UC_HOOK_INTR,
-    UC_MODE_64,
-    UC_PROT_ALL,
-    UC_TLB_CPU,
-    Uc,
-    UcError,
-)
+from unicorn import UC_TLB_CPU, Uc
 from unicorn import x86_const as x
-from unicorn.unicorn import UcContext
 
-from vmsim.cpu.x86_mmu import (
-    VEC_PF,
-    boot_long_mode,
-    error_code_offset,
-    old_exception_offset,
-)
-from vmsim.kernel.syscalls import do_syscall_64
-from vmsim.kernel.traps import do_trap, exc_page_fault
+from vmsim.cpu.base import UnicornEngine
+from vmsim.kernel.traps import exc_page_fault
 
 if TYPE_CHECKING:
     from vmsim.kernel.task import Process
-    from vmsim.machine import Machine
 
-U64 = (1 << 64) - 1
-#: Where emulation would stop: a non-canonical address no user code can reach.
-NEVER = 0xFFFF_8000_0000_0000 - 1
-CR0_EM, CR0_MP = 1 << 2, 1 << 1
-CR4_OSFXSR, CR4_OSXMMEXCPT = 1 << 9, 1 << 10
-
-REG_IDS: dict[str, int] = {
-    name: getattr(x, f"UC_X86_REG_{name.upper()}")
-    for name in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10",
-                 "r11", "r12", "r13", "r14", "r15", "rip", "rflags", "fs_base", "gs_base",
-                 "cs", "ss")
-}
-_RAX, _RIP, _RCX, _R11, _RFLAGS = (REG_IDS[n] for n in ("rax", "rip", "rcx", "r11", "rflags"))
-_ARGS = tuple(REG_IDS[n] for n in ("rdi", "rsi", "rdx", "r10", "r8", "r9"))
-
-
-def _clone(ctx: UcContext) -> UcContext:
-    """An independent copy of a saved context."""
-    copy = UcContext.__new__(UcContext)
-    copy.__setstate__(ctx.__getstate__())
-    return copy
-
-
-def _ctx_int(ctx: UcContext, offset: int) -> ctypes.c_int:
-    return ctypes.c_int.from_address(ctypes.cast(ctx.context, ctypes.c_void_p).value + offset)
-
-
-class _Regs:
-    """PtRegs of one task: live on the CPU, or in its saved context."""
-
-    def __init__(self, cpu: UnicornCpu, task: Process) -> None:
-        self.cpu = cpu
-        self.task = task
-
-    def get(self, name: str) -> int:
-        cpu = self.cpu
-        if cpu.on_cpu is self.task:
-            if name in cpu.pending:
-                return cpu.pending[name]
-            if name == "rip" and cpu.syscall_next is not None:
-                return cpu.syscall_next
-            return cpu.uc.reg_read(REG_IDS[name])
-        return cpu.context(self.task).reg_read(REG_IDS[name])
-
-    def set(self, name: str, value: int) -> None:
-        cpu = self.cpu
-        if cpu.on_cpu is self.task:
-            cpu.pending[name] = value & U64
-            cpu.uc.emu_stop()
-        else:
-            cpu.context(self.task).reg_write(REG_IDS[name], value & U64)
-
-
-class UnicornCpu:
-    """One x86-64 CPU for a machine's tasks; `run` executes a task until it must stop."""
+class UnicornCpu(UnicornEngine):
+    """One x86-64 CPU for a machine's tasks; QEMU's MMU walks vmsim's tables."""
 
     name = "unicorn"
+    tlb_mode = UC_TLB_CPU
 
-    def __init__(self, machine: Machine) -> None:
-        phys = machine.kmem.phys
-        self.machine = machine
-        uc = Uc(UC_ARCH_X86, UC_MODE_64)
-        uc.ctl_set_tlb_mode(UC_TLB_CPU)
-        uc.mem_map_ptr(0, phys.size, UC_PROT_ALL, phys.address)
-        stub = max(0xE000_0000, (phys.size + 0x1F_FFFF) & ~0x1F_FFFF)
-        user, _kernel = boot_long_mode(uc, stub, CR4_OSFXSR | CR4_OSXMMEXCPT)
-        uc.context_restore(user)
-        uc.reg_write(x.UC_X86_REG_CR0, (uc.reg_read(x.UC_X86_REG_CR0) & ~CR0_EM) | CR0_MP)
-        self.template = uc.context_save()
-        self.uc = uc
-        self._err_off = error_code_offset()
-        self._old_off = old_exception_offset()
-        self._scratch = uc.context_save()
-        self.on_cpu: Process | None = None
-        self.pending: dict[str, int] = {}
-        # Inside the syscall hook QEMU's rip is still the `syscall` instruction's address (it
-        # adds the length afterwards); this is the address the task resumes at.
-        self.syscall_next: int | None = None
-        self._fresh: tuple[int, int] | None = None
-        self._restore: bytes | None = None
-        self._contexts: dict[int, UcContext] = {}
-        self.stop_reason = ""
-        self.insns_budget_hit = False
-        uc.hook_add(UC_HOOK_INTR, self._on_intr)
-        uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, x.UC_X86_INS_SYSCALL)
+    def _switch_mm(self, task: Process) -> None:
+        self.uc.reg_write(x.UC_X86_REG_CR3, task.mm.pgd)  # a CR3 write flushes the TLB
 
-    # ---- contexts ---------------------------------------------------------------
-    def context(self, task: Process) -> UcContext:
-        ctx = self._contexts.get(task.pid)
-        if ctx is None:
-            ctx = self._contexts[task.pid] = _clone(self.template)
-        return ctx
-
-    def regs(self, task: Process) -> _Regs:
-        return _Regs(self, task)
-
-    def start_thread(self, task: Process, ip: int, sp: int) -> None:
-        if self.on_cpu is task:
-            self._fresh = (ip, sp)
-            self.pending.clear()
-            self._restore = None
-            self.uc.emu_stop()
+    def _page_fault(self, uc: Uc, task: Process, error_code: int, ip: int) -> None:
+        if exc_page_fault(task, uc.reg_read(x.UC_X86_REG_CR2), error_code, ip):
+            if task.need_stop:
+                uc.emu_stop()
             return
-        ctx = self._contexts[task.pid] = _clone(self.template)
-        ctx.reg_write(_RIP, ip)
-        ctx.reg_write(REG_IDS["rsp"], sp)
-
-    def copy_thread(self, parent: Process, child: Process) -> None:
-        if self.on_cpu is parent:
-            ctx = self.uc.context_save()
-            if self.syscall_next is not None:
-                ctx.reg_write(_RIP, self.syscall_next)
-            for name, value in self.pending.items():
-                ctx.reg_write(REG_IDS[name], value)
-        else:
-            ctx = _clone(self.context(parent))
-        ctx.reg_write(_RAX, 0)
-        self._contexts[child.pid] = ctx
-
-    def save_fpu(self, task: Process) -> object:
-        if self.on_cpu is task:
-            ctx = self.uc.context_save()
-            if self.syscall_next is not None:
-                ctx.reg_write(_RIP, self.syscall_next)
-            return pickle.dumps(ctx.__getstate__())
-        return pickle.dumps(self.context(task).__getstate__())
-
-    def restore_fpu(self, task: Process, state: object) -> None:
-        assert isinstance(state, bytes)
-        if self.on_cpu is task:
-            self._restore = state
-            self.uc.emu_stop()
-            return
-        keep = {name: self.context(task).reg_read(reg) for name, reg in REG_IDS.items()}
-        ctx = UcContext.__new__(UcContext)
-        ctx.__setstate__(pickle.loads(state))
-        for name, value in keep.items():
-            ctx.reg_write(REG_IDS[name], value)
-        self._contexts[task.pid] = ctx
-
-    def flush_tlb(self) -> None:
-        self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
-
-    def flush_icache(self) -> None:
-        self.uc.ctl_flush_tb()
-
-    def release(self, task: Process) -> None:
-        self._contexts.pop(task.pid, None)
-
-    # ---- running -------------------------------------------------------------------
-    def run(self, task: Process, max_insns: int = 0, timeout_us: int = 0) -> None:
-        """Run `task` until it stops: a system call or fault that needs the scheduler, a
-        signal, exit, `max_insns` instructions or `timeout_us` (0: no limit)."""
-        uc = self.uc
-        ctx = self.context(task)
-        uc.context_restore(ctx)
-        uc.reg_write(x.UC_X86_REG_CR3, task.mm.pgd)  # switch_mm(): a CR3 write flushes the TLB
-        self.on_cpu = task
-        self.pending.clear()
-        self._fresh = None
-        self._restore = None
-        self.stop_reason = ""
-        task.machine.kmem.current = task.acct
-        try:
-            uc.emu_start(uc.reg_read(_RIP), NEVER, timeout_us, max_insns)
-        except UcError as exc:  # the emulator itself gave up: the task gets SIGILL
-            self.stop_reason = f"emulator: {exc}"
-            do_trap(task, 6, 0, uc.reg_read(_RIP), str(exc))
-        finally:
-            self.on_cpu = None
-        self._save(task)
-
-    def _save(self, task: Process) -> None:
-        if task.pid not in self._contexts and not task.alive:
-            return
-        ctx = self.context(task)
-        if self._fresh is not None:
-            ctx = self._contexts[task.pid] = _clone(self.template)
-            ctx.reg_write(_RIP, self._fresh[0])
-            ctx.reg_write(REG_IDS["rsp"], self._fresh[1])
-        else:
-            self.uc.context_update(ctx)
-            if self._restore is not None:
-                keep = {name: ctx.reg_read(reg) for name, reg in REG_IDS.items()}
-                ctx.__setstate__(pickle.loads(self._restore))
-                for name, value in keep.items():
-                    ctx.reg_write(REG_IDS[name], value)
-        for name, value in self.pending.items():
-            ctx.reg_write(REG_IDS[name], value)
-        self.pending.clear()
-
-    def _on_intr(self, uc: Uc, intno: int, _data: object) -> None:
-        task = self.on_cpu
-        assert task is not None
-        scratch = self._scratch
-        uc.context_update(scratch)
-        error_code = _ctx_int(scratch, self._err_off).value & 0xFFFF
-        _ctx_int(scratch, self._old_off).value = -1  # the exception is "delivered"
-        uc.context_restore(scratch)
-        ip = uc.reg_read(_RIP)
-        if intno == VEC_PF:
-            if exc_page_fault(task, uc.reg_read(x.UC_X86_REG_CR2), error_code, ip):
-                if task.need_stop:
-                    uc.emu_stop()
-                return
-        else:
-            do_trap(task, intno, error_code, ip, "")
         uc.emu_stop()
-
-    def _on_syscall(self, uc: Uc, _data: object) -> None:
-        task = self.on_cpu
-        assert task is not None
-        nr = uc.reg_read(_RAX)
-        args = [uc.reg_read(r) for r in _ARGS]
-        rip = uc.reg_read(_RIP)  # the `syscall` instruction itself
-        self.syscall_next = rip + 2
-        try:
-            ret = do_syscall_64(task, nr, args)
-        finally:
-            self.syscall_next = None
-        if ret is None:  # blocked: execute the `syscall` again when woken
-            self.pending["rip"] = rip
-            uc.emu_stop()
-            return
-        uc.reg_write(_RAX, ret & U64)
-        uc.reg_write(_RCX, rip + 2)
-        uc.reg_write(_R11, uc.reg_read(_RFLAGS))
-        if task.need_stop:
-            uc.emu_stop()
