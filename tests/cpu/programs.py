@@ -167,33 +167,32 @@ int main(int argc, char **argv) {
 }
 """
 
-#: Compute only: a loop with no memory traffic beyond its stack (for the benchmark too).
-COMPUTE = r"""
-int main(int argc, char **argv) {
-  long n = argc > 1 ? atol(argv[1]) : 1000000;
-  unsigned long x = 1;
-  for (long i = 0; i < n; i++) x = x * 6364136223846793005ul + 1442695040888963407ul;
-  printf("%lu\n", x);
-  return 0;
-}
-"""
-
-#: Touch MiB of fresh memory page by page, then sweep it `passes` times (TLB misses galore).
-TOUCH = r"""
-int main(int argc, char **argv) {
-  long mib = argc > 1 ? atol(argv[1]) : 4, passes = argc > 2 ? atol(argv[2]) : 1;
-  long n = mib << 20;
-  volatile char *p = mmap(0, n, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0);
-  long sum = 0;
-  for (long pass = 0; pass < passes; pass++)
-    for (long i = 0; i < n; i += 4096) { p[i] += 1; sum += p[i]; }
-  printf("%ld\n", sum);
+#: Code written at run time: an RWX page rewritten between calls, and a W^X page flipped with
+#: mprotect (translated code must never outlive the bytes it was translated from).
+JIT = r"""
+typedef long (*fn)(void);
+int main(void) {
+  unsigned char *code = mmap(0, 4096, PROT_READ|PROT_WRITE|PROT_EXEC,
+                             MAP_PRIVATE|MAP_ANONYMOUS, -1, 0);
+  for (int v = 1; v <= 3; v++) {
+    unsigned char insns[] = {0x48, 0xc7, 0xc0, v, 0, 0, 0, 0xc3};  /* mov rax, v; ret */
+    memcpy(code, insns, sizeof insns);
+    printf("rwx returns %ld\n", ((fn)code)());
+  }
+  unsigned char *wx = mmap(0, 4096, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0);
+  memcpy(wx, (unsigned char[]){0x48, 0xc7, 0xc0, 7, 0, 0, 0, 0xc3}, 8);
+  mprotect(wx, 4096, PROT_READ|PROT_EXEC);
+  printf("rx returns %ld\n", ((fn)wx)());
+  mprotect(wx, 4096, PROT_READ|PROT_WRITE);
+  wx[3] = 9;
+  mprotect(wx, 4096, PROT_READ|PROT_EXEC);
+  printf("rx returns %ld\n", ((fn)wx)());
   return 0;
 }
 """
 
 PROGRAMS = {"hello": HELLO, "fork_cow": FORK_COW, "segfault": SEGFAULT, "handler": HANDLER,
-            "stale": STALE, "stale_kill": STALE_KILL, "odd": ODD}
+            "stale": STALE, "stale_kill": STALE_KILL, "odd": ODD, "jit": JIT}
 
 
 @dataclass

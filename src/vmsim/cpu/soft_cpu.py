@@ -216,8 +216,11 @@ class SoftMmuCpu(UnicornEngine):
         if not self._mode.canonical(page):
             do_trap(task, VEC_GP, 0, ip, "")  # a non-canonical address is #GP, not #PF
             return -1
-        address = fault_address(self._decoder, uc.reg_read, self._read_code, page,
-                                self._page_size, access, ip)
+        try:
+            address = fault_address(self._decoder, uc.reg_read, self._read_code, page,
+                                    self._page_size, access, ip)
+        except (UcError, ValueError, TypeError, OverflowError):  # an operand it cannot read
+            address = page
         for _ in range(MAX_REFAULTS):
             if not exc_page_fault(task, address, err, ip):
                 return -1
