@@ -161,6 +161,10 @@ int main(int argc, char **argv) {
   }
   printf("non-canonical load\n");
   if (!sigsetjmp(jb, 1)) { (void)*(volatile char *)0x8000000000000000ul; printf("  no fault\n"); }
+  printf("load from the page of the engines' stop address\n");
+  if (!sigsetjmp(jb, 1)) { (void)*(volatile char *)0xffff7ffffffff010ul; printf("  no fault\n"); }
+  printf("jump to the engines' stop address\n");
+  if (!sigsetjmp(jb, 1)) { ((void (*)(void))0xffff7ffffffffffful)(); printf("  no fault\n"); }
   printf("kernel-half load\n");
   if (!sigsetjmp(jb, 1)) { (void)*(volatile char *)0xffff888000001000ul; printf("  no fault\n"); }
   return 0;

@@ -50,6 +50,7 @@ from unicorn import x86_const as x
 from unicorn.unicorn import UcContext
 
 from vmsim.cpu.x86_mmu import (
+    VEC_GP,
     VEC_PF,
     boot_long_mode,
     error_code_offset,
@@ -257,7 +258,12 @@ class UnicornEngine:
         self.stop_reason = ""
         task.machine.kmem.current = task.acct
         try:
-            self._emulate(task, max_insns, timeout_us)
+            if uc.reg_read(RIP) == NEVER:
+                # emu_start would stop at once without fetching (it is its `until` address),
+                # and the task would be run again forever; a CPU raises #GP there.
+                do_trap(task, VEC_GP, 0, NEVER, "")
+            else:
+                self._emulate(task, max_insns, timeout_us)
         except UcError as exc:  # the emulator itself gave up: the task gets SIGILL
             self.stop_reason = f"emulator: {exc}"
             do_trap(task, VEC_UD, 0, uc.reg_read(RIP), str(exc))

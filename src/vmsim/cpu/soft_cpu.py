@@ -148,19 +148,20 @@ class SoftMmuCpu(UnicornEngine):
 
     # ---- running --------------------------------------------------------------------------
     def _emulate(self, task: Process, max_insns: int, timeout_us: int) -> None:
-        """emu_start, again after a deferred translation-cache flush (at the same rip)."""
+        """emu_start, again after a deferred translation-cache flush (at the same rip).
+
+        A resumed run gets `max_insns` afresh (Unicorn does not say how many instructions
+        ran before the stop), so a time slice can be longer than on the default engine;
+        programs that synchronise (wait, pipes) see no difference.
+        """
         uc = self.uc
         deadline = time.monotonic() + timeout_us / 1e6 if timeout_us else 0.0
         while True:
             self._fault_stop = False
             self._exit_probe = False
             self._tb_stale = False
-            rip = uc.reg_read(RIP)
-            if rip == NEVER:  # emu_start would stop before fetching it: what a CPU does is #GP
-                do_trap(task, VEC_GP, 0, rip, "")
-                return
             try:
-                uc.emu_start(rip, NEVER, timeout_us, max_insns)
+                uc.emu_start(uc.reg_read(RIP), NEVER, timeout_us, max_insns)
             except UcError:
                 if not (self._fault_stop or self._exit_probe):
                     raise
@@ -182,9 +183,11 @@ class SoftMmuCpu(UnicornEngine):
                      _data: object) -> bool:
         """UC_HOOK_TLB_FILL: walk vmsim's tables for `vaddr` (a page); True fills `entry`."""
         task = self.on_cpu
-        if task is None or vaddr == _NEVER_PAGE:
-            # Unicorn looks up the code at emu_start's `until` address when it stops; there is
-            # nothing there (it is not canonical) and no guest access to account for.
+        if task is None or (vaddr == _NEVER_PAGE and mem_type == UC_MEM_FETCH
+                            and uc.reg_read(RIP) & ~0xFFF != _NEVER_PAGE):
+            # Unicorn looks up the code at emu_start's `until` address when it stops (rip is
+            # still the guest's); there is nothing there (it is not canonical) and no guest
+            # access to account for. A guest access to that page is a #GP like any other.
             self._exit_probe = True
             return False
         access = WRITE if mem_type == UC_MEM_WRITE else EXEC if mem_type == UC_MEM_FETCH else READ
