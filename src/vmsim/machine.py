@@ -263,6 +263,18 @@ class Machine:
         out["free_pages"] = self.kmem.buddy.nr_free
         return out
 
+    def close(self) -> None:
+        """Close the host files the VFS holds open (a host file held open for writing cannot
+        be executed by the host: ETXTBSY). The machine's files are unusable afterwards."""
+        for inode in self.vfs.inodes.values():
+            fd = getattr(inode.backing, "fd", None)
+            if fd is not None and fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+                inode.backing.fd = -1  # type: ignore[union-attr]
+
     def drop_caches(self) -> int:
         """echo 1 > /proc/sys/vm/drop_caches: free clean, unmapped page-cache pages."""
         from vmsim.mm.filemap import drop_page_cache

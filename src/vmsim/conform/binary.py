@@ -22,11 +22,17 @@ GUEST_PATH = "/.vmops"
 MEMORY = "512M"
 
 
+#: The runner's file name in the root, which resetting the case's files keeps in place (so
+#: that the files a script creates get the same inode numbers on both sides).
+RUNNER_NAME = GUEST_PATH.lstrip("/")
+
+
 def install_runner(root: Path) -> Path:
-    """Copy the static runner into *root* (done before each side's run, so that files the
-    script then creates get inode numbers in the same sequence on both sides)."""
-    dest = root / GUEST_PATH.lstrip("/")
-    shutil.copy2(build_vmops(static=True), dest)
+    """The static runner in *root*, copied there once."""
+    dest = root / RUNNER_NAME
+    exe = build_vmops(static=True)
+    if not dest.exists() or dest.stat().st_size != exe.stat().st_size:
+        shutil.copy2(exe, dest)
     return dest
 
 
@@ -41,10 +47,10 @@ def run_binary_on_vmsim(script: Sequence[str], root: Path, soft_dirty: bool,
     machine.kmem.sysctl.mem_soft_dirty = soft_dirty
     data = "".join(line + "\n" for line in script).encode()
     result = machine.run(GUEST_PATH, [GUEST_PATH], env=[], stdin=data, timeout=timeout)
-    (root / GUEST_PATH.lstrip("/")).unlink(missing_ok=True)
     stdout = result.stdout.decode("utf-8", "replace")
     stderr = result.stderr.decode("utf-8", "replace")
     if result.timed_out or result.exit_code != 0:
+        machine.close()
         raise HostToolError(
             f"vmops under vmsim exited with {result.exit_code}"
             f"{' (timed out)' if result.timed_out else ''}\nstderr:\n{stderr}\n"

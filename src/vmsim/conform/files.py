@@ -52,9 +52,11 @@ def write_synced(path: Path, data: bytes) -> None:
         os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
-def reset_files(d: Path, files: Mapping[str, bytes], dirs: Sequence[str] = ()) -> None:
-    """Make *d* hold exactly *files* and *dirs*, reusing existing inodes."""
-    wanted = set(files) | set(dirs)
+def reset_files(d: Path, files: Mapping[str, bytes], dirs: Sequence[str] = (),
+                keep: Sequence[str] = ()) -> None:
+    """Make *d* hold exactly *files* and *dirs* (and whatever of *keep* is there), reusing
+    existing inodes."""
+    wanted = set(files) | set(dirs) | set(keep)
     for entry in list(d.iterdir()):
         if entry.name not in wanted:
             if entry.is_dir() and not entry.is_symlink():

@@ -113,11 +113,11 @@ def scratch_dir() -> Path:
                         "tmpfs); set VMSIM_CONFORM_DIR")
 
 
-def header() -> str:
+def header(mode: str = "api") -> str:
     """Where the run happens: the host kernel and how vmsim was set to match it."""
     sd = host_soft_dirty()
     return (f"vmsim conform: host {platform.system()} {platform.release()} "
-            f"{platform.machine()}, mode api, soft-dirty "
+            f"{platform.machine()}, mode {mode}, soft-dirty "
             f"{'on' if sd else 'off'} on the host (vmsim's mem_soft_dirty set to match)")
 
 

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vmsim.conform.binary import install_runner, run_binary_on_vmsim
+from vmsim.conform.binary import RUNNER_NAME, install_runner, run_binary_on_vmsim
 from vmsim.conform.compare import (
     _MARK,
     differing_lines,
@@ -123,16 +123,19 @@ def run_case(case: Case, files_dir: Path, soft_dirty: bool | None = None,
     d.mkdir(parents=True, exist_ok=True)
     expanded = observe(case.lines)
     binary = mode == "binary"
-    reset_files(d, case.files.files, case.files.dirs)
+    keep = (RUNNER_NAME,) if binary else ()
+    reset_files(d, case.files.files, case.files.dirs, keep)
     host = run_host(expanded, cwd=d, exe=install_runner(d) if binary else None)
-    reset_files(d, case.files.files, case.files.dirs)
+    reset_files(d, case.files.files, case.files.dirs, keep)
     try:
         if binary:
-            install_runner(d)
             sim_run, machine = run_binary_on_vmsim(expanded, d, soft_dirty)
             sim = sim_run.lines
-            if check_invariants:
-                machine.check()  # type: ignore[attr-defined]
+            try:
+                if check_invariants:
+                    machine.check()  # type: ignore[attr-defined]
+            finally:
+                machine.close()  # type: ignore[attr-defined]
         else:
             runner = VmsimRunner(root=d, path_map=(str(d), "/"), catch_signals=True,
                                  soft_dirty=soft_dirty)
