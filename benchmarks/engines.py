@@ -114,12 +114,13 @@ def main() -> int:
         hw, soft = median(times["unicorn"]), median(times["soft"])
         rows.append([name, what, f"{fmt(hw, '.3f')} s {spread(times['unicorn'])}",
                      f"{fmt(soft, '.3f')} s {spread(times['soft'])}", f"{soft / hw:.2f}x",
-                     f"{fills:,}", fmt((soft - hw) / fills * 1e6 if fills else None, ".3g", " µs")])
+                     f"{fills:,}", fmt((soft - hw) / fills * 1e6 if fills > 1000 else None, ".3g", " µs")])
         summary.append(summary_row("engines", f"{name} ({what})", f"soft {soft:.3f} s",
                                    f"unicorn {hw:.3f} s", f"{soft / hw:.2f}x"))
     print(table(["program", "size", "unicorn", "soft", "soft/unicorn", "soft fills",
                  "extra per fill"], rows))
-    print("extra per fill: (soft - unicorn) / fills, what one Python walk and fill costs")
+    print("extra per fill: (soft - unicorn) / fills, what one Python walk and fill costs "
+          "(n/a when there are too few fills to tell)")
     write_summary(args, summary)
     return 0
 
