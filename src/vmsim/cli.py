@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from vmsim.demo import run_demo
@@ -31,12 +32,30 @@ def conform(args: argparse.Namespace) -> int:
     if args.only:
         cases = [c for c in cases if args.only in c.id]
     report = Report(verbose=args.verbose)
-    print(header(), flush=True)
+    print(header(args.mode), flush=True)
     print(f"{len(cases)} scripts: {'the corpus and ' if args.corpus else ''}"
           f"{args.random} random (seed {args.seed})", flush=True)
     run_cases(cases, report, workdir, mode=args.mode)
     report.finish()
     return 1 if report.failed else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """`vmsim run`: a real program on vmsim (see `vmsim.cli_run`). A vmsim bug surfacing
+    while the guest runs is reported in one line (VMSIM_DEBUG=1 shows the traceback)."""
+    from vmsim.cli_run import run_command
+
+    try:
+        return run_command(args)
+    except KeyboardInterrupt:
+        print("vmsim: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("VMSIM_DEBUG"):
+            raise
+        print(f"vmsim: internal error while running {args.program}: "
+              f"{type(exc).__name__}: {exc} (VMSIM_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 70  # EX_SOFTWARE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +89,12 @@ def main(argv: list[str] | None = None) -> int:
                       help="run only the scripts whose id contains TEXT")
     conf.add_argument("--verbose", "-v", action="store_true",
                       help="print every script's verdict and the known differences' reasons")
+    from vmsim.cli_run import add_parser as add_run_parser
+
+    add_run_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "run":
+        return run(args)
     if args.command == "demo":
         try:
             print(run_demo(memory=args.memory, seed=args.seed, aslr=not args.no_aslr), end="")
