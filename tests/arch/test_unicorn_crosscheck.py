@@ -34,6 +34,18 @@ from pathlib import Path
 
 import pytest
 
+from vmsim.arch.paging import Access, MmuFault, translate, walk
+from vmsim.arch.x86 import (
+    _PAGE_ACCESSED,
+    _PAGE_DIRTY,
+    _PAGE_NX,
+    _PAGE_PRESENT,
+    _PAGE_PROTNONE,
+    _PAGE_PSE,
+    _PAGE_RW,
+    _PAGE_USER,
+    X86_64,
+)
 from vmsim.cpu.x86_mmu import (
     PF_INSTR,
     PF_PROT,
@@ -46,18 +58,6 @@ from vmsim.cpu.x86_mmu import (
     Outcome,
     X86Mmu,
     error_code_offset,
-)
-from vmsim.arch.paging import Access, MmuFault, translate, walk
-from vmsim.arch.x86 import (
-    _PAGE_ACCESSED,
-    _PAGE_DIRTY,
-    _PAGE_NX,
-    _PAGE_PRESENT,
-    _PAGE_PROTNONE,
-    _PAGE_PSE,
-    _PAGE_RW,
-    _PAGE_USER,
-    X86_64,
 )
 from vmsim.fs.vfs import O_CREAT, O_RDONLY, O_RDWR
 from vmsim.kernel.task import Process
