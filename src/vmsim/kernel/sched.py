@@ -22,11 +22,18 @@ from vmsim.kernel.signal import (
     CLD_EXITED,
     CLD_KILLED,
     NSIG,
+    SA_NOCLDWAIT,
+    SI_KERNEL,
+    SI_TKILL,
+    SI_USER,
+    SIG_IGN,
+    SIGALRM,
     SIGCHLD,
     SIGKILL,
     SigInfo,
     do_signal,
     send_signal,
+    sigbit,
 )
 from vmsim.kernel.uaccess import put_user_u32
 
@@ -36,6 +43,10 @@ if TYPE_CHECKING:
 
 #: Instructions a task may run while others wait (about a millisecond of a real CPU).
 TIME_SLICE = 200_000
+#: Virtual time a dispatch costs: a slice used up counts as a millisecond, any other stop
+#: (a system call that blocks or needs the kernel) as a microsecond. The clock is virtual so
+#: that runs are deterministic; sleeps and timers advance it when every task waits.
+SLICE_NS, STOP_NS = 1_000_000, 1_000
 
 
 class BudgetExceeded(RuntimeError):
@@ -50,6 +61,14 @@ class Scheduler:
         self.runqueue: deque[Process] = deque()
         self.sleeping: set[Process] = set()
         self.vfork_waiters: dict[int, Process] = {}  # child pid -> parent
+        #: ITIMER_REAL of each process: pid -> (expiry on the virtual clock, interval), in ns
+        self.itimer_real: dict[int, tuple[int, int]] = {}
+        #: Sleeping calls with a timeout (rt_sigtimedwait): pid -> when to wake, in ns
+        self.wakeups: dict[int, int] = {}
+        #: rt_sigtimedwait's set while its caller sleeps: these wake it although blocked
+        self.sigwait_mask: dict[int, int] = {}
+        #: Work a blocked call already did (a pipe write's bytes): pid -> (what, count)
+        self.partial: dict[int, tuple[object, int]] = {}
 
     # ---- queueing ------------------------------------------------------------------
     def add(self, task: Process) -> None:
@@ -66,12 +85,47 @@ class Scheduler:
         proc = self.machine.processes.get(pid)  # type: ignore[attr-defined]
         return proc if proc is not None and proc.alive else None
 
+    # ---- timers on the virtual clock ------------------------------------------------------
+    def next_timer(self) -> int | None:
+        """The earliest expiry of an armed timer or timed sleep (ns), or None."""
+        times = [t for t, _ in self.itimer_real.values()] + list(self.wakeups.values())
+        return min(times) if times else None
+
+    def fire_timers(self) -> None:
+        """hrtimer expiry: ITIMER_REAL sends SIGALRM (and re-arms with its interval); a timed
+        sleep's task is woken to find its time is up."""
+        now = self.machine.clock_ns  # type: ignore[attr-defined]
+        for pid, (expires, interval) in sorted(self.itimer_real.items()):
+            if expires > now:
+                continue
+            if interval:
+                self.itimer_real[pid] = (expires + interval * max(1, (now - expires) // interval
+                                                                  + 1), interval)
+            else:
+                del self.itimer_real[pid]
+            task = self.find(pid)
+            if task is not None:
+                send_signal(task, SigInfo(SIGALRM, SI_KERNEL))
+        for pid, when in sorted(self.wakeups.items()):
+            if when <= now:
+                del self.wakeups[pid]
+                task = self.find(pid)
+                if task is not None:
+                    self.wake(task)
+
     # ---- the loop --------------------------------------------------------------------
     def run(self, cpu: CpuEngine, deadline: float = 0.0) -> None:
-        """Run tasks until none is runnable. Past `deadline` (time.monotonic(); 0: none) every
-        task is killed and BudgetExceeded raised."""
+        """Run tasks until none is runnable and no timer can wake one. Past `deadline`
+        (time.monotonic(); 0: none) every task is killed and BudgetExceeded raised."""
         machine = self.machine
-        while self.runqueue:
+        while True:
+            self.fire_timers()
+            if not self.runqueue:
+                nxt = self.next_timer()
+                if nxt is None or not (self.sleeping or self.itimer_real):
+                    break
+                machine.clock_ns = max(machine.clock_ns, nxt)  # type: ignore[attr-defined]
+                continue
             task = self.runqueue.popleft()
             if not task.alive:
                 continue
@@ -86,18 +140,23 @@ class Scheduler:
             if deadline:
                 timeout = max(1, int((deadline - time.monotonic()) * 1e6))
             machine.current = task  # type: ignore[attr-defined]
-            cpu.run(task, TIME_SLICE if self.runqueue else 0, timeout)
+            timed = self.runqueue or self.itimer_real or self.wakeups
+            cpu.run(task, TIME_SLICE if timed else 0, timeout)
             machine.current = None  # type: ignore[attr-defined]
+            stopped = task.need_stop or task.in_syscall_restart or not task.alive
+            machine.clock_ns += STOP_NS if stopped else SLICE_NS  # type: ignore[attr-defined]
             if not task.alive:
                 continue
             if task.in_syscall_restart:
                 self.sleeping.add(task)
-                if task.signal.pending:
+                if any(s == SIGKILL or not task.signal.blocked & sigbit(s)
+                       or self.sigwait_mask.get(task.pid, 0) & sigbit(s)
+                       for s in task.signal.pending):
                     self.wake(task)
             else:
                 self.runqueue.append(task)
             if deadline and time.monotonic() >= deadline:
-                for other in [*self.runqueue, *self.sleeping, task]:
+                for other in {t.pid: t for t in [*self.runqueue, *self.sleeping, task]}.values():
                     self.exit_task(other, 0, signo=SIGKILL)
                 self.runqueue.clear()
                 self.sleeping.clear()
@@ -154,7 +213,9 @@ class Scheduler:
             fput(task, task.files[fd])
         task.files.clear()
         task.cloexec.clear()
-        task.wait_status = (signo | (0x80 if core else 0)) if signo else (code & 0xFF) << 8
+        # vmsim writes no core files (as with RLIMIT_CORE 0): no WCOREDUMP bit, CLD_KILLED
+        core = False
+        task.wait_status = signo if signo else (code & 0xFF) << 8
         machine.do_exit(task, exit_code=code if not signo else None,  # type: ignore[attr-defined]
                         kill_signal=signo or None)
         self.sleeping.discard(task)
@@ -162,17 +223,30 @@ class Scheduler:
         if cpu is not None:
             cpu.release(task)
         task.need_stop = True
+        self.itimer_real.pop(task.pid, None)
+        self.wakeups.pop(task.pid, None)
+        self.sigwait_mask.pop(task.pid, None)
+        self.partial.pop(task.pid, None)
         self.vfork_done(task)
+        reaper = 1 if 1 in machine.processes and task.pid != 1 else 0  # type: ignore[attr-defined]
         for other in list(machine.processes.values()) + list(machine.zombies.values()):  # type: ignore[attr-defined]
             if other.ppid == task.pid and other is not task:
-                other.ppid = 1 if 1 in machine.processes and 1 != task.pid else 0  # type: ignore[attr-defined]
+                other.ppid = reaper  # forget_original_parent(): orphans go to init
         parent = machine.processes.get(task.ppid)  # type: ignore[attr-defined]
-        if parent is not None and parent.alive:
-            if task.exit_signal:
-                code_ = (CLD_DUMPED if core else CLD_KILLED) if signo else CLD_EXITED
-                send_signal(parent, SigInfo(task.exit_signal, code_, pid=task.pid,
-                                            status=signo or code))
-            self.wake(parent)
+        if parent is None or not parent.alive:
+            return
+        autoreap = False
+        if task.exit_signal:
+            code_ = (CLD_DUMPED if core else CLD_KILLED) if signo else CLD_EXITED
+            act = parent.signal.action(SIGCHLD)
+            if task.exit_signal == SIGCHLD and (act.handler == SIG_IGN
+                                                or act.flags & SA_NOCLDWAIT):
+                autoreap = True  # do_notify_parent(): nobody will wait, release at once
+            send_signal(parent, SigInfo(task.exit_signal, code_, pid=task.pid,
+                                        uid=task.cred_uid, status=signo or code))
+        if autoreap:
+            self.reap(task)
+        self.wake(parent)
 
     def kill_task(self, task: Process, signo: int, core: bool = False) -> None:
         """The default action of a fatal signal."""
@@ -217,21 +291,43 @@ class Scheduler:
         if not 0 <= signo <= NSIG:
             return -E.EINVAL
         machine = self.machine
-        alive = [p for p in machine.processes.values() if p.alive]  # type: ignore[attr-defined]
+        # A zombie still exists until it is reaped: it can be signalled (to no effect).
+        known = [p for p in machine.processes.values() if p.alive]  # type: ignore[attr-defined]
+        known += [z for z in machine.zombies.values() if not z.reaped]  # type: ignore[attr-defined]
         if exact or pid > 0:
-            targets = [p for p in alive if p.pid == pid]
+            targets = [p for p in known if p.pid == pid]
         elif pid == 0:
-            targets = [p for p in alive if p.pgid == sender.pgid]
-        elif pid == -1:
-            targets = [p for p in alive if p.pid not in (1, sender.pid)] + [sender]
+            targets = [p for p in known if p.pgid == sender.pgid]
+        elif pid == -1:  # everyone but init and the caller
+            targets = [p for p in known if p.pid not in (1, sender.pid)]
         else:
-            targets = [p for p in alive if p.pgid == -pid]
+            targets = [p for p in known if p.pgid == -pid]
         if not targets:
             return -E.ESRCH
         if signo:
             for target in targets:
-                send_signal(target, SigInfo(signo, 0 if not exact else -6, pid=sender.pid,
-                                            uid=sender.cred_uid))
+                send_signal(target, SigInfo(signo, SI_USER if not exact else SI_TKILL,
+                                            pid=sender.pid, uid=sender.cred_uid))
         if any(t is sender for t in targets):
             sender.need_stop = True
         return 0
+
+    # ---- ITIMER_REAL -------------------------------------------------------------------------
+    def set_itimer_real(self, task: Process, value_ns: int, interval_ns: int) -> tuple[int, int]:
+        """do_setitimer(ITIMER_REAL): arm (0: disarm) relative to now; returns the old
+        (remaining, interval)."""
+        old = self.get_itimer_real(task)
+        if value_ns:
+            now = self.machine.clock_ns  # type: ignore[attr-defined]
+            self.itimer_real[task.pid] = (now + value_ns, interval_ns)
+        else:
+            self.itimer_real.pop(task.pid, None)
+        return old
+
+    def get_itimer_real(self, task: Process) -> tuple[int, int]:
+        """(remaining, interval) of the process's ITIMER_REAL, in ns; (0, 0) when disarmed."""
+        got = self.itimer_real.get(task.pid)
+        if got is None:
+            return 0, 0
+        now = self.machine.clock_ns  # type: ignore[attr-defined]
+        return max(1, got[0] - now), got[1]

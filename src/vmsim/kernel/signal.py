@@ -130,19 +130,27 @@ def sigbit(signo: int) -> int:
     return 1 << (signo - 1)
 
 
+def sig_ignored(task: Process, signo: int) -> bool:
+    """sig_ignored(): would the signal be dropped at once? A blocked signal never is (the
+    action may change before it is unblocked, or sigwaitinfo may take it)."""
+    if signo == SIGKILL or task.signal.blocked & sigbit(signo):
+        return False
+    act = task.signal.action(signo)
+    return act.handler == SIG_IGN or (act.handler == SIG_DFL and signo in DEFAULT_IGNORE)
+
+
 def send_signal(task: Process, info: SigInfo) -> None:
     """__send_signal(): queue `info` (one instance per signal, as for non-realtime signals),
-    unless it is ignored; wake the task so it can act on it."""
-    if not task.alive:
+    unless it is ignored; wake the task if it will act on it (or waits for it in
+    rt_sigtimedwait)."""
+    if not task.alive or sig_ignored(task, info.signo):
         return
     sig = task.signal
-    act = sig.action(info.signo)
-    if info.signo != SIGKILL and (act.handler == SIG_IGN or (
-            act.handler == SIG_DFL and info.signo in DEFAULT_IGNORE)):
-        return
     sig.pending.setdefault(info.signo, info)
-    task.need_stop = True
-    if info.signo == SIGKILL or not sig.blocked & sigbit(info.signo):
+    bit = sigbit(info.signo)
+    waiting = task.machine.sched.sigwait_mask.get(task.pid, 0)
+    if info.signo == SIGKILL or not sig.blocked & bit or waiting & bit:
+        task.need_stop = True
         task.machine.sched.wake(task)
 
 
@@ -182,6 +190,14 @@ def do_signal(task: Process) -> None:
         task.restore_sigmask_after_signal = None
 
 
+def _end_sigsuspend(task: Process) -> None:
+    """A signal is acted on while the task sleeps in rt_sigsuspend: the mask to put back
+    (saved_sigmask, TIF_RESTORE_SIGMASK) goes into the handler's frame, or back at once."""
+    if task.in_syscall_restart and task.saved_sigmask is not None:
+        task.restore_sigmask_after_signal = task.saved_sigmask
+        task.saved_sigmask = None
+
+
 def _do_signal(task: Process) -> None:
     sig = task.signal
     while task.alive:
@@ -202,6 +218,7 @@ def _do_signal(task: Process) -> None:
             return
         if act.handler == SIG_IGN:
             continue
+        _end_sigsuspend(task)
         restart_interrupted_syscall(task, act)
         if not setup_rt_frame(task, signo, info, act):
             force_sigsegv(task, signo)
@@ -215,16 +232,33 @@ def _do_signal(task: Process) -> None:
         return  # one frame per return to user mode; the rest wait for the next return
 
 
+#: Calls that return -ERESTARTNOHAND when a signal interrupts them: a handler makes them
+#: fail with EINTR whatever SA_RESTART says (pause, rt_sigsuspend, rt_sigtimedwait, poll,
+#: select, pselect6, ppoll, epoll_wait, epoll_pwait, nanosleep, clock_nanosleep, wait for
+#: a timer: the sleeping calls).
+RESTART_NOHAND = frozenset({7, 23, 34, 35, 128, 130, 230, 232, 270, 271, 281})
+
+
 def restart_interrupted_syscall(task: Process, act: SigAction) -> None:
-    """A task blocked in a system call is parked on its `syscall` instruction (rip - 2).
-    With SA_RESTART it stays there and repeats the call after the handler; without, the
-    call returns -EINTR (handle_signal()'s -ERESTARTSYS case)."""
+    """handle_signal()'s restart decision for a task blocked in a system call, which is
+    parked on its `syscall` instruction with rax still the call's number. -ERESTARTSYS
+    calls (read, write, wait4, ...) repeat after the handler with SA_RESTART and fail with
+    EINTR without it; -ERESTARTNOHAND calls always fail with EINTR. A call that had already
+    done part of its work (a pipe write) returns that count instead (`task_partial`)."""
     if not task.in_syscall_restart:
         return
     task.in_syscall_restart = False
-    if act.flags & SA_RESTART:
-        return
+    sched = task.machine.sched
+    sched.wakeups.pop(task.pid, None)  # the sleep ends here (rt_sigtimedwait)
+    sched.sigwait_mask.pop(task.pid, None)
     regs = task.regs
+    partial = sched.partial.pop(task.pid, None)
+    if partial is not None:
+        regs.set("rip", regs.get("rip") + 2)
+        regs.set("rax", partial[1])
+        return
+    if act.flags & SA_RESTART and regs.get("rax") not in RESTART_NOHAND:
+        return
     regs.set("rip", regs.get("rip") + 2)
     regs.set("rax", -4)  # EINTR
 

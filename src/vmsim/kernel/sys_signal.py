@@ -55,7 +55,7 @@ def sys_rt_sigaction(task: Process, sig: int, act: int, oact: int, sigsetsize: i
             return -E.EFAULT
     if new is not None:
         task.signal.actions[signo] = new
-        if new.handler == SIG_IGN or (new.handler == SIG_DFL and signo in (17, 23, 28)):
+        if new.handler == SIG_IGN or (new.handler == SIG_DFL and signo in (17, 18, 23, 28)):
             task.signal.pending.pop(signo, None)  # setting SIG_IGN discards a pending signal
     return 0
 
@@ -126,10 +126,128 @@ def sys_rt_sigsuspend(task: Process, uset: int, sigsetsize: int, *_: int) -> int
 
 @syscall(34, "pause")
 def sys_pause(task: Process, *_: int) -> int | None:
+    """sys_pause(): sleep until a signal is acted on; a handler makes it fail with EINTR
+    (-ERESTARTNOHAND, see signal.RESTART_NOHAND)."""
     if has_pending(task):
         task.need_stop = True
         return -E.EINTR
     return None
+
+
+@syscall(128, "rt_sigtimedwait")
+def sys_rt_sigtimedwait(task: Process, uthese: int, uinfo: int, uts: int, sigsetsize: int,
+                        *_: int) -> int | None:
+    """do_sigtimedwait(): take a pending signal of the set off the queue (its siginfo to
+    `uinfo`) and return its number, without running its action. With none pending, sleep
+    (the set's signals wake the task although blocked) until one comes (its number), the
+    timeout passes (-EAGAIN) or another signal is acted on (-EINTR)."""
+    sched = task.machine.sched
+    if sigsetsize != 8:
+        return -E.EINVAL
+    raw = copy_from_user(task, uthese, 8)
+    if raw is None:
+        return -E.EFAULT
+    these = struct.unpack("<Q", raw)[0] & ~UNBLOCKABLE
+    timeout = None
+    if uts:
+        ts = copy_from_user(task, uts, 16)
+        if ts is None:
+            return -E.EFAULT
+        sec, nsec = struct.unpack("<qq", ts)
+        if sec < 0 or not 0 <= nsec < 1_000_000_000:
+            return -E.EINVAL
+        timeout = sec * 1_000_000_000 + nsec
+    ready = sorted(s for s in task.signal.pending if these & sigbit(s))
+    if ready:
+        sched.wakeups.pop(task.pid, None)
+        sched.sigwait_mask.pop(task.pid, None)
+        info = task.signal.pending.pop(ready[0])
+        if uinfo and not copy_to_user(task, uinfo, info.pack()):
+            return -E.EFAULT
+        return info.signo
+    now = task.machine.clock_ns
+    if task.pid in sched.sigwait_mask:  # woken again while waiting
+        if task.pid not in sched.wakeups and timeout is not None:
+            sched.sigwait_mask.pop(task.pid, None)
+            return -E.EAGAIN  # the timer fired
+        if has_pending(task):
+            sched.wakeups.pop(task.pid, None)
+            sched.sigwait_mask.pop(task.pid, None)
+            task.need_stop = True
+            return -E.EINTR
+        return None
+    if timeout == 0:
+        return -E.EAGAIN
+    sched.sigwait_mask[task.pid] = these
+    if timeout is not None:
+        sched.wakeups[task.pid] = now + timeout
+    return None
+
+
+# ---- timers -----------------------------------------------------------------------------------
+ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF = 0, 1, 2
+NSEC_PER_USEC, NSEC_PER_SEC = 1000, 1_000_000_000
+
+
+def _timeval_ns(sec: int, usec: int) -> int:
+    return sec * NSEC_PER_SEC + usec * NSEC_PER_USEC
+
+
+def _pack_itimerval(value_ns: int, interval_ns: int) -> bytes:
+    """struct itimerval; a remaining time rounds up to the next microsecond."""
+    def tv(ns: int) -> tuple[int, int]:
+        us = (ns + NSEC_PER_USEC - 1) // NSEC_PER_USEC
+        return us // 1_000_000, us % 1_000_000
+    return struct.pack("<qqqq", *tv(interval_ns), *tv(value_ns))
+
+
+@syscall(37, "alarm")
+def sys_alarm(task: Process, seconds: int, *_: int) -> int:
+    """alarm_setitimer(): ITIMER_REAL for `seconds` (0 cancels); returns the seconds left
+    on the old timer, rounded to the nearest, and 1 rather than 0 if it was armed."""
+    seconds &= 0xFFFF_FFFF
+    old, _interval = task.machine.sched.set_itimer_real(task, seconds * NSEC_PER_SEC, 0)
+    if not old:
+        return 0
+    us = (old + NSEC_PER_USEC - 1) // NSEC_PER_USEC
+    sec, rem = divmod(us, 1_000_000)
+    if rem >= 500_000:
+        sec += 1
+    return sec or 1
+
+
+@syscall(38, "setitimer")
+def sys_setitimer(task: Process, which: int, value: int, ovalue: int, *_: int) -> int:
+    """do_setitimer(): ITIMER_REAL on the virtual clock; the CPU-time timers are accepted
+    but never fire (vmsim does not account user CPU time per process yet)."""
+    which = s32(which)
+    if which not in (ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF):
+        return -E.EINVAL
+    new = (0, 0)
+    if value:
+        raw = copy_from_user(task, value, 32)
+        if raw is None:
+            return -E.EFAULT
+        isec, iusec, vsec, vusec = struct.unpack("<qqqq", raw)
+        if not (0 <= iusec < 1_000_000 and 0 <= vusec < 1_000_000) or isec < 0 or vsec < 0:
+            return -E.EINVAL
+        new = (_timeval_ns(vsec, vusec), _timeval_ns(isec, iusec))
+    if which == ITIMER_REAL:
+        old = task.machine.sched.set_itimer_real(task, *new)
+    else:
+        old = (0, 0)
+    if ovalue and not copy_to_user(task, ovalue, _pack_itimerval(*old)):
+        return -E.EFAULT
+    return 0
+
+
+@syscall(36, "getitimer")
+def sys_getitimer(task: Process, which: int, value: int, *_: int) -> int:
+    which = s32(which)
+    if which not in (ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF):
+        return -E.EINVAL
+    cur = task.machine.sched.get_itimer_real(task) if which == ITIMER_REAL else (0, 0)
+    return 0 if copy_to_user(task, value, _pack_itimerval(*cur)) else -E.EFAULT
 
 
 @syscall(131, "sigaltstack")
