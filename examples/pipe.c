@@ -61,10 +61,10 @@ int main(void)
         }
         sent += n;
     }
-    close(fds[1]);
-    printf("parent: wrote %ld bytes\n", sent);
+    close(fds[1]); /* the reader sees end of file once the pipe is empty */
     int status;
     waitpid(pid, &status, 0);
+    printf("parent: wrote %ld bytes\n", sent);
     report("reader child", status);
 
     pid = fork();
