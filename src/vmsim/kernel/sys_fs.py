@@ -7,12 +7,12 @@ import errno as E
 import struct
 from typing import TYPE_CHECKING
 
+from vmsim.fs.vfs import O_PATH, DirFile
 from vmsim.kernel.files import Console, Pipe, PipeEnd, fd_read, fd_write, fput, get_file
 from vmsim.kernel.proc_files import ProcFile, open_proc
 from vmsim.kernel.syscalls import s32, s64, syscall
 from vmsim.kernel.uaccess import copy_from_user, copy_to_user, strncpy_from_user
 from vmsim.mm.filemap import File
-from vmsim.mm.truncate import truncate_setsize
 
 if TYPE_CHECKING:
     from vmsim.kernel.task import Process
@@ -179,7 +179,12 @@ def sys_lseek(task: Process, fd: int, offset: int, whence: int, *_: int) -> int:
         return f.lseek(s64(offset), s32(whence))
     if not isinstance(f, File):
         return -E.ESPIPE
-    base = {0: 0, 1: f.f_pos, 2: f.inode.i_size}.get(s32(whence))
+    if f.f_flags & O_PATH:
+        return -E.EBADF
+    if isinstance(f, DirFile):  # a position in the directory's entries; 0 rereads them
+        base = {0: 0, 1: f.f_pos}.get(s32(whence))
+    else:
+        base = {0: 0, 1: f.f_pos, 2: f.inode.i_size}.get(s32(whence))
     if base is None:
         return -E.EINVAL
     pos = base + s64(offset)
@@ -205,8 +210,6 @@ def do_sys_open(task: Process, dfd: int, path_ptr: int, flags: int, mode: int) -
     got = task.machine.vfs.open(name, flags & ~O_CLOEXEC, mode & 0o7777 & ~task.umask)
     if isinstance(got, int):
         return got
-    if flags & 0o1000 and got.writable:  # O_TRUNC drops the cached pages past the new size
-        truncate_setsize(task.machine.kmem, got.inode, 0)
     return install_fd(task, got, bool(flags & O_CLOEXEC))
 
 
@@ -330,37 +333,7 @@ def sys_pipe2(task: Process, fds: int, flags: int, *_: int) -> int:
     return do_pipe2(task, fds, flags & 0xFFFF_FFFF)
 
 
-# ---- stat and ioctl ----------------------------------------------------------------------------
-def pack_stat(dev: int, ino: int, mode: int, nlink: int, size: int, rdev: int = 0,
-              blksize: int = 4096, mtime: float = 0.0) -> bytes:
-    """struct stat (x86-64, 144 bytes)."""
-    sec = int(mtime)
-    nsec = int((mtime - sec) * 1e9)
-    blocks = (size + 511) // 512
-    return struct.pack("<QQQIII4xQqqq6Q24x", dev, ino, nlink, mode, 0, 0, rdev, size, blksize,
-                       blocks, sec, nsec, sec, nsec, sec, nsec)
-
-
-def stat_of(task: Process, f: object) -> bytes:
-    if isinstance(f, File):
-        inode = f.inode
-        dev = (inode.dev[0] << 8) | inode.dev[1]
-        return pack_stat(dev, inode.ino, inode.i_mode, 1, inode.i_size)
-    if isinstance(f, PipeEnd):
-        return pack_stat(0xC, f.pipe.ino, S_IFIFO | 0o600, 1, 0, blksize=4096)
-    if isinstance(f, Console) and f.is_tty:
-        return pack_stat(0x16, 3, S_IFCHR | 0o620, 1, 0, rdev=(136 << 8), blksize=1024)
-    return pack_stat(0xC, 1, S_IFIFO | 0o600, 1, 0)
-
-
-@syscall(5, "fstat")
-def sys_fstat(task: Process, fd: int, buf: int, *_: int) -> int:
-    f = lookup_fd(task, fd)
-    if f is None:
-        return -E.EBADF
-    return 0 if copy_to_user(task, buf, stat_of(task, f)) else -E.EFAULT
-
-
+# ---- ioctl ----------------------------------------------------------------------------------
 @syscall(16, "ioctl")
 def sys_ioctl(task: Process, fd: int, cmd: int, arg: int, *_: int) -> int:
     f = lookup_fd(task, fd)

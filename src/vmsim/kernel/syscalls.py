@@ -80,7 +80,16 @@ def do_syscall_64(task: Process, nr: int, args: list[int]) -> int | None:
 
 
 def _load_handlers() -> None:
-    from vmsim.kernel import sys_fs, sys_misc, sys_mm, sys_proc, sys_signal, sys_time  # noqa: F401
+    from vmsim.kernel import (  # noqa: F401
+        sys_dir,
+        sys_fs,
+        sys_misc,
+        sys_mm,
+        sys_proc,
+        sys_signal,
+        sys_stat,
+        sys_time,
+    )
 
 
 _load_handlers()
