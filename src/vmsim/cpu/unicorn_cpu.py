@@ -47,7 +47,7 @@ class UnicornCpu(UnicornEngine):
         self.uc.reg_write(x.UC_X86_REG_CR3, task.mm.pgd)  # a CR3 write flushes the TLB
 
     def _page_fault(self, uc: Uc, task: Process, error_code: int, ip: int) -> None:
-        if exc_page_fault(task, uc.reg_read(x.UC_X86_REG_CR2), error_code, ip):
+        if exc_page_fault(task, self.fast.read(x.UC_X86_REG_CR2), error_code, ip):
             if task.need_stop:
                 uc.emu_stop()
             return
