@@ -195,8 +195,33 @@ int main(void) {
 }
 """
 
+#: Two processes running different code of the same program at the same time (so the
+#: scheduler slices them by instruction counts), then one alone (no count): each function
+#: sits on its own pages, which the other process never executes.
+CONCURRENT = r"""
+#define WORK(name, op) \
+  __attribute__((noinline, aligned(4096))) static long name(long n) { \
+    long x = 1; for (long i = 0; i < n; i++) x = (x op i) ^ (x >> 3); return x; } \
+  static char pad_##name[4096] __attribute__((used, section(".text"))) = {0};
+WORK(work_a, +)
+WORK(work_b, *)
+WORK(work_c, -)
+int main(void) {
+  int fd[2]; pipe(fd);
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) { long r = work_a(2000000); write(fd[1], &r, sizeof r); _exit(0); }
+  long r = work_b(2000000), c = 0;
+  read(fd[0], &c, sizeof c);
+  waitpid(pid, 0, 0);
+  printf("%ld %ld %ld\n", r, c, work_c(1000));
+  return 0;
+}
+"""
+
 PROGRAMS = {"hello": HELLO, "fork_cow": FORK_COW, "segfault": SEGFAULT, "handler": HANDLER,
-            "stale": STALE, "stale_kill": STALE_KILL, "odd": ODD, "jit": JIT}
+            "stale": STALE, "stale_kill": STALE_KILL, "odd": ODD, "jit": JIT,
+            "concurrent": CONCURRENT}
 
 
 @dataclass

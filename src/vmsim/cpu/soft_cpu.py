@@ -120,6 +120,8 @@ class SoftMmuCpu(UnicornEngine):
         self.fills_by_pid: Counter[int] = Counter()
         self._fault_stop = False  # a fill was refused: the task has a signal (or must refault)
         self._exit_probe = False  # the fill Unicorn asks for at `until` was refused
+        self._quiet = False  # Unicorn's own lookups, not the guest's: refuse every fill
+        self._counting = False  # the last emu_start had an instruction count
         self._tb_stale = False  # flush_icache was asked for while emulating
         super().__init__(machine)
 
@@ -156,6 +158,8 @@ class SoftMmuCpu(UnicornEngine):
         """
         uc = self.uc
         deadline = time.monotonic() + timeout_us / 1e6 if timeout_us else 0.0
+        if (max_insns > 0) != self._counting:
+            self._switch_counting(max_insns)
         while True:
             self._fault_stop = False
             self._exit_probe = False
@@ -179,9 +183,33 @@ class SoftMmuCpu(UnicornEngine):
                 if timeout_us <= 0:
                     return
 
+    def _switch_counting(self, max_insns: int) -> None:
+        """Let Unicorn add or delete its instruction-counting hook while no guest runs.
+
+        emu_start with a count installs a code hook; emu_start without one deletes it, and
+        deleting a code hook makes Unicorn invalidate every block it instrumented, looking
+        each one's page up through the TLB: a burst of fetch fills at pages the guest is not
+        executing. Answered as guest fetches they would fault pages in (the fault counts of
+        a pipeline differed from the default engine's before this). So the change is made
+        by an empty emu_start (begin == until) during which every fill is refused quietly.
+        """
+        uc = self.uc
+        rip = uc.reg_read(RIP)
+        self._quiet = True
+        try:
+            uc.emu_start(NEVER, NEVER, 0, max_insns)
+        except UcError:
+            pass  # the refused fetch at NEVER
+        finally:
+            self._quiet = False
+            uc.reg_write(RIP, rip)
+        self._counting = max_insns > 0
+
     def _on_tlb_fill(self, uc: Uc, vaddr: int, mem_type: int, entry: uc_tlb_entry,
                      _data: object) -> bool:
         """UC_HOOK_TLB_FILL: walk vmsim's tables for `vaddr` (a page); True fills `entry`."""
+        if self._quiet:
+            return False
         task = self.on_cpu
         if task is None or (vaddr == _NEVER_PAGE and mem_type == UC_MEM_FETCH
                             and uc.reg_read(RIP) & ~0xFFF != _NEVER_PAGE):
