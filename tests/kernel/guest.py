@@ -66,4 +66,5 @@ def same(tmp_path: Path, source: str, name: str, *, compiler: str = "gcc",
         native.stdout.decode(errors="replace"), status), vm.kernel_log
     if check_stderr:
         assert vm.stderr == native.stderr
+    m.check()  # every frame accounted for after the processes are gone
     return Outcome(native.stdout, status, vm, binary)

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from vmsim.kernel.ptrace import CpuEngine
     from vmsim.kernel.task import Process
 
+CLONE_VM = 0x100
 #: Instructions a task may run while others wait (about a millisecond of a real CPU).
 TIME_SLICE = 200_000
 #: Virtual time a dispatch costs: a slice used up counts as a millisecond, any other stop
@@ -67,6 +68,8 @@ class Scheduler:
         self.wakeups: dict[int, int] = {}
         #: rt_sigtimedwait's set while its caller sleeps: these wake it although blocked
         self.sigwait_mask: dict[int, int] = {}
+        #: The deadline of a sleep in progress (nanosleep): pid -> ns on the virtual clock
+        self.sleep_until: dict[int, int] = {}
         #: Work a blocked call already did (a pipe write's bytes): pid -> (what, count)
         self.partial: dict[int, tuple[object, int]] = {}
 
@@ -113,10 +116,30 @@ class Scheduler:
                 if task is not None:
                     self.wake(task)
 
+    def sleep(self, task: Process, deadline: int) -> int | None:
+        """hrtimer_nanosleep() on the virtual clock: the caller blocks (None) until the clock
+        reaches `deadline`, then the repeated call returns 0. A signal handler ends the
+        sleep early with EINTR (signal.restart_interrupted_syscall)."""
+        now = self.machine.clock_ns  # type: ignore[attr-defined]
+        pid = task.pid
+        if pid not in self.sleep_until:
+            if deadline <= now:
+                task.need_stop = True  # a zero sleep still lets the others run
+                return 0
+            self.sleep_until[pid] = self.wakeups[pid] = deadline
+            return None
+        if now >= self.sleep_until[pid]:
+            del self.sleep_until[pid]
+            self.wakeups.pop(pid, None)
+            return 0
+        return None
+
     # ---- the loop --------------------------------------------------------------------
-    def run(self, cpu: CpuEngine, deadline: float = 0.0) -> None:
+    def run(self, cpu: CpuEngine, deadline: float = 0.0, kill_sleepers: bool = True) -> None:
         """Run tasks until none is runnable and no timer can wake one. Past `deadline`
-        (time.monotonic(); 0: none) every task is killed and BudgetExceeded raised."""
+        (time.monotonic(); 0: none) every task is killed and BudgetExceeded raised. Tasks
+        left asleep with nothing to wake them are killed, unless `kill_sleepers` is False
+        (a caller that wants to look at them first)."""
         machine = self.machine
         while True:
             self.fire_timers()
@@ -161,7 +184,7 @@ class Scheduler:
                 self.runqueue.clear()
                 self.sleeping.clear()
                 raise BudgetExceeded("time budget exhausted: every task was killed")
-        if self.sleeping:
+        if self.sleeping and kill_sleepers:
             names = ", ".join(f"{t.comm}[{t.pid}]" for t in sorted(self.sleeping, key=lambda t: t.pid))
             machine.kernel_log.append(f"vmsim: every task is asleep ({names}): killed")  # type: ignore[attr-defined]
             for task in list(self.sleeping):
@@ -169,9 +192,19 @@ class Scheduler:
                 self.exit_task(task, 0, signo=SIGKILL)
 
     # ---- fork -------------------------------------------------------------------------
-    def copy_process(self, parent: Process, exit_signal: int = SIGCHLD) -> Process | int:
-        """copy_process(): a child sharing nothing but copies (COW memory, fd references)."""
-        child = parent.fork()
+    def copy_process(self, parent: Process, exit_signal: int = SIGCHLD,
+                     clone_flags: int = 0) -> Process | int:
+        """copy_process(): a child with copies of the parent's state (COW memory, fd
+        references); with CLONE_VM (vfork) the child uses the parent's mm itself, as
+        copy_mm() does, so its stores before _exit or execve are the parent's."""
+        if clone_flags & CLONE_VM:
+            machine = self.machine
+            mm = parent.mm
+            mm.mm_users += 1
+            child = machine._new_process(mm, ppid=parent.pid, comm=parent.comm)  # type: ignore[attr-defined]
+            child.files = dict(parent.files)
+        else:
+            child = parent.fork()
         if isinstance(child, int):
             return child
         for f in child.files.values():
@@ -196,9 +229,12 @@ class Scheduler:
         parent.need_stop = True
 
     def vfork_done(self, child: Process) -> None:
+        """mm_release(): the vfork child has exec'd or exited; the parent runs again and its
+        mm (if the child shared it) is the parent's alone."""
         parent = self.vfork_waiters.pop(child.pid, None)
         if parent is not None:
             parent.vfork_child = None
+            parent.mm.owner_pid = parent.pid
             self.wake(parent)
 
     # ---- exit ---------------------------------------------------------------------------
@@ -227,6 +263,7 @@ class Scheduler:
         self.wakeups.pop(task.pid, None)
         self.sigwait_mask.pop(task.pid, None)
         self.partial.pop(task.pid, None)
+        self.sleep_until.pop(task.pid, None)
         self.vfork_done(task)
         reaper = 1 if 1 in machine.processes and task.pid != 1 else 0  # type: ignore[attr-defined]
         for other in list(machine.processes.values()) + list(machine.zombies.values()):  # type: ignore[attr-defined]

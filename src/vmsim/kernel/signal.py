@@ -251,6 +251,7 @@ def restart_interrupted_syscall(task: Process, act: SigAction) -> None:
     sched = task.machine.sched
     sched.wakeups.pop(task.pid, None)  # the sleep ends here (rt_sigtimedwait)
     sched.sigwait_mask.pop(task.pid, None)
+    sched.sleep_until.pop(task.pid, None)
     regs = task.regs
     partial = sched.partial.pop(task.pid, None)
     if partial is not None:

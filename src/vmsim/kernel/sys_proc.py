@@ -242,7 +242,7 @@ def kernel_clone(task: Process, flags: int, stack: int, ptid: int, ctid: int, tl
         return -E.ENOSYS  # threads are not modelled yet
     if flags & CLONE_THREAD:
         return -E.ENOSYS
-    child = task.machine.sched.copy_process(task, exit_signal=flags & 0xFF)
+    child = task.machine.sched.copy_process(task, exit_signal=flags & 0xFF, clone_flags=flags)
     if isinstance(child, int):
         return child
     if stack:

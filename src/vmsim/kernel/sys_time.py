@@ -71,26 +71,26 @@ def sys_time(task: Process, tloc: int, *_: int) -> int:
     return sec
 
 
-def _sleep(task: Process, req: int) -> int:
+def _sleep(task: Process, req: int) -> int | None:
     raw = copy_from_user(task, req, 16)
     if raw is None:
         return -E.EFAULT
     sec, nsec = struct.unpack("<qq", raw)
     if sec < 0 or not 0 <= nsec < 1_000_000_000:
         return -E.EINVAL
-    task.machine.clock_ns += sec * 1_000_000_000 + nsec
-    task.need_stop = True  # a sleep lets others run
-    return 0
+    if task.pid in task.machine.sched.sleep_until:  # woken: is the time up?
+        return task.machine.sched.sleep(task, 0)
+    return task.machine.sched.sleep(task, task.machine.clock_ns + sec * 1_000_000_000 + nsec)
 
 
 @syscall(35, "nanosleep")
-def sys_nanosleep(task: Process, req: int, rem: int, *_: int) -> int:
+def sys_nanosleep(task: Process, req: int, rem: int, *_: int) -> int | None:
     return _sleep(task, req)
 
 
 @syscall(230, "clock_nanosleep")
 def sys_clock_nanosleep(task: Process, clk: int, flags: int, req: int, rem: int,
-                        *_: int) -> int:
+                        *_: int) -> int | None:
     if _clock(task, s32(clk)) is None or s32(clk) in (2, 3):
         return -E.EINVAL
     if flags & 1:  # TIMER_ABSTIME
@@ -99,8 +99,10 @@ def sys_clock_nanosleep(task: Process, clk: int, flags: int, req: int, rem: int,
             return -E.EFAULT
         sec, nsec = struct.unpack("<qq", raw)
         now = _clock(task, s32(clk)) or 0
-        task.machine.clock_ns += max(0, sec * 10**9 + nsec - now)
-        return 0
+        sched = task.machine.sched
+        if task.pid in sched.sleep_until:
+            return sched.sleep(task, 0)
+        return sched.sleep(task, task.machine.clock_ns + max(0, sec * 10**9 + nsec - now))
     return _sleep(task, req)
 
 
