@@ -74,16 +74,18 @@ class Machine:
     that guests see as "/" (nothing outside it is reachable); `prefault`
     backs all of RAM with host memory at once (for benchmarks); `engine` is
     the CPU that runs real programs: "unicorn" (Unicorn's MMU walks vmsim's
-    tables) or "soft" (vmsim's walker fills Unicorn's TLB).
+    tables) or "soft" (vmsim's walker fills Unicorn's TLB); `read_only`
+    mounts the root read-only (every change is -EROFS).
     """
 
     def __init__(self, arch: str = "x86_64", memory: int | str = "256M", seed: int = 1,
                  root: str | os.PathLike[str] | None = None, aslr: bool = True,
-                 prefault: bool = False, engine: str = "unicorn") -> None:
+                 prefault: bool = False, engine: str = "unicorn",
+                 read_only: bool = False) -> None:
         self.mode = get_mode(arch)
         self.events = EventBus()
         self.kmem = Kmem(self.mode, parse_size(memory), self.events, prefault)
-        self.vfs = Vfs(self.kmem, root)
+        self.vfs = Vfs(self.kmem, root, read_only=read_only)
         self.console = {name: Console(name) for name in ("stdin", "stdout", "stderr")}
         self.procfs = ProcFs(self)
         self.seed = seed
