@@ -327,8 +327,13 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     if args.trace:
         machine.strace = make_tracer(sys.stderr)  # type: ignore[assignment]
     start = time.monotonic()
-    result = machine.run(guest, [args.program, *args.args], timeout=args.timeout)
-    seconds = time.monotonic() - start
+    try:
+        result = machine.run(guest, [args.program, *args.args], timeout=args.timeout)
+    finally:
+        seconds = time.monotonic() - start
+        close = getattr(machine, "close", None)  # release the root's host files
+        if close is not None:
+            close()
     if result.errno:
         raise exec_error(args.program, result.errno, host)
     for line in result.kernel_log:
