@@ -130,3 +130,143 @@ int main(void) {
 def test_names_and_stat_match_native(tmp_path: Path) -> None:
     native, vm, _ = both(tmp_path, NAMES_AND_STAT, "fs_names")
     assert vm == native
+
+
+CWD_AND_OPEN = r"""
+#include <sys/mman.h>
+#include <linux/stat.h>
+static void cwd(void) {
+    char buf[256];
+    long r = syscall(SYS_getcwd, buf, sizeof buf);
+    printf("getcwd -> %ld %s errno=%d\n", r, r > 0 ? buf : "", r < 0 ? errno : 0);
+}
+int main(void) {
+    char *bad = (char *)1;
+    char big[5000]; memset(big, 'a', sizeof big); big[4999] = 0;
+    char name256[300]; memset(name256, 'n', 256); name256[0] = '/'; name256[257] = 0;
+    name256[256] = 'n';
+    R(mkdir("/a", 0755)); R(mkdir("/a/b", 0755)); R(mkdir("/a/b/c", 0755));
+    cwd();
+    R(chdir("/a/b"));
+    cwd();
+    R(chdir("c/../../b/./c"));
+    cwd();
+    R(chdir("../../../../../.."));
+    cwd();
+    R(chdir("/a/b/c/nope"));
+    R(chdir("/prog"));
+    R(chdir(bad));
+    R(chdir(""));
+    R(chdir(big));
+    R(mkdir(name256, 0755));
+    R(syscall(SYS_getcwd, (char *)0, 100));
+    char tiny[2];
+    R(chdir("/a"));
+    R(syscall(SYS_getcwd, tiny, 2));
+    R(syscall(SYS_getcwd, tiny, 3));
+    R(syscall(SYS_getcwd, tiny, 0));
+    int d = open("/a/b", O_RDONLY | O_DIRECTORY);
+    R(d);
+    R(fchdir(d));
+    cwd();
+    R(fchdir(0xdead));
+    int f = open("/prog", O_RDONLY);
+    R(fchdir(f));
+    R(openat(d, "c", O_RDONLY | O_DIRECTORY) >= 0);
+    R(openat(f, "c", O_RDONLY));
+    R(openat(0xdead, "c", O_RDONLY));
+    R(openat(0xdead, "/a", O_RDONLY) >= 0);
+    R(mkdirat(d, "e", 0700));
+    struct stat st;
+    R(fstatat(d, "e", &st, 0)); printf("mode=%o\n", st.st_mode);
+    R(fstatat(d, "", &st, 0));
+    R(fstatat(d, "", &st, AT_EMPTY_PATH)); printf("mode=%o\n", st.st_mode);
+    R(fstatat(f, "", &st, AT_EMPTY_PATH)); printf("mode=%o size=%ld\n", st.st_mode, (long)st.st_size);
+    R(fstatat(AT_FDCWD, "", &st, AT_EMPTY_PATH)); printf("mode=%o\n", st.st_mode);
+    R(fstatat(d, "e", &st, 0x4000000));
+    R(fstatat(d, "e", (struct stat *)8, 0));
+    R(fstatat(d, bad, &st, 0));
+    R(syscall(SYS_stat, "/a", (void *)0));
+    R(syscall(SYS_lstat, big, &st));
+    R(renameat(d, "e", d, "e2"));
+    R(unlinkat(d, "e2", AT_REMOVEDIR));
+    R(symlinkat("c", d, "lc"));
+    char lb[32];
+    long n = readlinkat(d, "lc", lb, sizeof lb); printf("readlinkat %ld %.*s\n", n, (int)(n > 0 ? n : 0), lb);
+    R(readlinkat(d, "lc", bad, 10));
+    int p = open("/a/b/lc", O_PATH | O_NOFOLLOW);
+    R(p >= 0);
+    n = readlinkat(p, "", lb, sizeof lb); printf("readlinkat-empty %ld %.*s\n", n, (int)(n > 0 ? n : 0), lb);
+    R(readlinkat(d, "", lb, sizeof lb));
+    R(fstatat(p, "", &st, AT_EMPTY_PATH)); printf("mode=%o\n", st.st_mode);
+    R(read(p, lb, 1));
+    R(lseek(p, 0, SEEK_SET));
+    R(fchmod(p, 0777));
+    R(fsync(p));
+    /* open flags */
+    R(open("/a/new", O_CREAT | O_DIRECTORY | O_RDWR, 0644));
+    R(open("/a/b", O_WRONLY));
+    R(open("/a/b", O_RDONLY | O_CREAT, 0644));
+    R(open("/a/nodir/", O_CREAT | O_RDWR, 0644));
+    R(open("/prog/", O_RDONLY));
+    R(open("/prog", O_RDONLY | O_DIRECTORY));
+    R(symlink("/a/target", "/a/dang"));
+    R(open("/a/dang", O_CREAT | O_EXCL | O_WRONLY, 0600));
+    R(open("/a/dang", O_NOFOLLOW | O_RDONLY));
+    R(open("/a/dang", O_CREAT | O_WRONLY, 0600) >= 0);
+    R(stat("/a/target", &st)); printf("mode=%o\n", st.st_mode);
+    R(symlink("loop2", "/a/loop1")); R(symlink("loop1", "/a/loop2"));
+    R(open("/a/loop1", O_RDONLY));
+    R(stat("/a/loop1/x", &st));
+    R(lstat("/a/loop1", &st));
+    R(mkdir("/a/loop1", 0755));
+    R(open("/a", O_TMPFILE | O_RDWR, 0600) >= 0);
+    R(open("/a", O_TMPFILE | O_RDONLY, 0600));
+    R(open("/prog", O_TMPFILE | O_RDWR, 0600));
+    /* getdents64 edge cases */
+    char db[64];
+    R(syscall(SYS_getdents64, d, db, 10));
+    R(syscall(SYS_getdents64, f, db, sizeof db));
+    R(syscall(SYS_getdents64, 0xdead, db, sizeof db));
+    R(syscall(SYS_getdents64, d, bad, sizeof db));
+    long tot = 0, k;
+    while ((k = syscall(SYS_getdents64, d, db, sizeof db)) > 0) tot += k;
+    printf("drained %ld last=%ld\n", tot > 0, k);
+    R(lseek(d, 0, SEEK_SET));
+    R(syscall(SYS_getdents64, d, db, sizeof db) > 0);
+    /* statx */
+    struct statx sx;
+    R(statx(AT_FDCWD, "/prog", 0, STATX_BASIC_STATS, &sx));
+    printf("statx mask=%x mode=%o size=%llu nlink=%u ino=%llu dev=%u\n", sx.stx_mask & 0x7ff,
+           sx.stx_mode, (unsigned long long)sx.stx_size, sx.stx_nlink,
+           (unsigned long long)sx.stx_ino, sx.stx_dev_major);
+    R(statx(AT_FDCWD, "/a/b/lc", AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &sx)); printf("mode=%o\n", sx.stx_mode);
+    R(statx(f, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &sx)); printf("mode=%o\n", sx.stx_mode);
+    R(statx(AT_FDCWD, "/prog", 0, 0x80000000, &sx));
+    R(statx(AT_FDCWD, "/prog", 0x6000, STATX_BASIC_STATS, &sx));
+    R(statx(AT_FDCWD, "/prog", 0x10000, STATX_BASIC_STATS, &sx));
+    R(statx(AT_FDCWD, "/prog", 0, STATX_BASIC_STATS, (void *)8));
+    /* unlinked while open, then the name reused */
+    int g = open("/a/tmp", O_CREAT | O_RDWR, 0644);
+    R(write(g, "first", 5));
+    R(unlink("/a/tmp"));
+    int h = open("/a/tmp", O_CREAT | O_RDWR, 0644);
+    R(write(h, "xy", 2));
+    char rb[8] = {0};
+    R(pread(g, rb, 5, 0)); printf("old=%s\n", rb);
+    memset(rb, 0, sizeof rb);
+    R(pread(h, rb, 5, 0)); printf("new=%s\n", rb);
+    R(fstat(g, &st)); printf("nlink=%lu\n", (unsigned long)st.st_nlink);
+    /* rmdir the cwd */
+    R(mkdir("/gone", 0755)); R(chdir("/gone")); R(rmdir("/gone"));
+    cwd();  /* (vmsim keeps the cwd as a path: open(".") here is ENOENT, Linux opens it) */
+    R(chdir("/"));
+    cwd();
+    return 0;
+}
+"""
+
+
+def test_cwd_dirfd_open_flags_statx_match_native(tmp_path: Path) -> None:
+    native, vm, _ = both(tmp_path, CWD_AND_OPEN, "fs_cwd")
+    assert vm == native

@@ -594,7 +594,7 @@ class Vfs:
             level = 2 if acc in (O_RDWR, 3) else 1
             f_mode = {O_RDONLY: FMODE_READ, O_WRONLY: FMODE_WRITE,
                       O_RDWR: FMODE_READ | FMODE_WRITE, 3: 0}[acc]
-        if level < 2 and S.S_ISREG(st.st_mode):
+        if acc == O_WRONLY and S.S_ISREG(st.st_mode):  # the page cache reads partial pages
             better = self._reopen(fd, os.O_RDWR)
             if better is not None:
                 os.close(fd)
