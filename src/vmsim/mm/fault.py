@@ -30,6 +30,7 @@ from vmsim.mm.tlb import flush_tlb_range
 from vmsim.mm.vma import (
     VM_EXEC,
     VM_GROWSDOWN,
+    VM_HUGEPAGE,
     VM_LOCKED,
     VM_RAND_READ,
     VM_READ,
@@ -297,38 +298,93 @@ def do_anonymous_page(mm: MmStruct, vma: Vma, address: int, pte_addr: int,
     return VmFault.HANDLED, "anon"
 
 
-def mmap_readahead_window(kmem: Kmem, vma: Vma, index: int) -> tuple[int, int] | None:
-    """do_sync_mmap_readahead(): which file pages a fault's cache miss reads, [first, end).
+def do_sync_mmap_readahead(kmem: Kmem, vma: Vma, index: int) -> None:
+    """do_sync_mmap_readahead() (Linux 6.18): a fault missed the page cache at `index`; read around it.
 
-    VM_RAND_READ: none but the page itself; VM_SEQ_READ: ra_pages from the
-    page on; executable areas (Linux 6.16+): from the page on, but not past
-    the end of the VMA; otherwise the read-around window centred on it.
+    MADV_HUGEPAGE: two PMD-sized windows from the aligned index (one under
+    MADV_RANDOM), the second marked. Otherwise MADV_RANDOM reads nothing
+    ahead unless the area is executable; MADV_SEQUENTIAL reads as read()
+    does (page_cache_sync_ra()); after MMAP_LOTSAMISS more misses than hits
+    nothing is read ahead. Executable areas (6.16+) read from the page to at
+    most ra_pages on, not past the VMA's end, unmarked; others read ra_pages
+    centred on the page, marked a quarter before the end.
     """
-    ra = kmem.sysctl.ra_pages
+    assert vma.vm_file is not None
+    inode = vma.vm_file.inode
+    ra = vma.vm_file.f_ra
     flags = vma.vm_flags
-    if flags & VM_RAND_READ:
-        return None
+    ra_pages = kmem.sysctl.ra_pages
+    if flags & VM_HUGEPAGE:
+        nr = 1 << filemap.HPAGE_PMD_ORDER
+        ra.size = nr if flags & VM_RAND_READ else 2 * nr
+        ra.async_size = nr
+        ra.order = filemap.HPAGE_PMD_ORDER
+        filemap.page_cache_ra_order(kmem, inode, ra, index & ~(nr - 1))
+        return
+    if flags & (VM_RAND_READ | VM_EXEC) == VM_RAND_READ or not ra_pages:
+        return
     if flags & VM_SEQ_READ:
-        return index, index + ra
+        filemap.page_cache_sync_ra(kmem, inode, ra, index, ra_pages)
+        return
+    if ra.mmap_miss < filemap.MMAP_LOTSAMISS * 10:
+        ra.mmap_miss += 1
+    if ra.mmap_miss > filemap.MMAP_LOTSAMISS:
+        return
     if flags & VM_EXEC:
-        return index, min(index + ra, vma.vm_pgoff + (vma.size >> kmem.page_shift))
-    start = max(index - ra // 2, 0)
-    return start, start + ra
+        ra.start = max(index, vma.vm_pgoff)
+        ra.size = min(ra.start + ra_pages, vma.vm_pgoff + (vma.size >> kmem.page_shift)) - ra.start
+        ra.async_size = 0
+    else:
+        ra.start = max(index - ra_pages // 2, 0)
+        ra.size = ra_pages
+        ra.async_size = ra_pages // 4
+    ra.order = 0
+    filemap.page_cache_ra_order(kmem, inode, ra)
 
 
-def _file_page(mm: MmStruct, vma: Vma, address: int) -> tuple[int, VmFault] | VmFault:
-    """__do_fault() -> filemap_fault(): the page-cache frame for address, or an error."""
+def do_async_mmap_readahead(kmem: Kmem, vma: Vma, index: int, pfn: int) -> bool:
+    """do_async_mmap_readahead(): a fault found page `index` cached; read ahead if it is marked.
+
+    A hit counts against mmap_miss. True if the next window was read: Linux
+    drops the mmap lock for it and the fault is retried.
+    """
+    assert vma.vm_file is not None
+    ra = vma.vm_file.f_ra
+    ra_pages = kmem.sysctl.ra_pages
+    if vma.vm_flags & VM_RAND_READ or not ra_pages:
+        return False
+    if ra.mmap_miss:
+        ra.mmap_miss -= 1
+    if not kmem.mem_map.flags_mv[pfn] & PG.readahead:
+        return False
+    filemap.page_cache_async_ra(kmem, vma.vm_file.inode, ra, index, pfn, ra_pages)
+    return True
+
+
+def _file_page(mm: MmStruct, vma: Vma, address: int) -> tuple[int, VmFault, bool] | VmFault:
+    """__do_fault() -> filemap_fault(): the page-cache frame for address, or an error.
+
+    Returns (pfn, HANDLED or MAJOR, retry): a cache hit is minor and may start
+    asynchronous read-ahead (retry: the fault would be retried after it);
+    a miss reads around the page (do_sync_mmap_readahead()) and is major.
+    Shmem pages are found or created zeroed (shmem_fault()): no read-ahead.
+    """
     kmem = mm.kmem
     assert vma.vm_file is not None
     inode = vma.vm_file.inode
     index = vma.linear_page_index(address, kmem.page_shift)
     if index >= filemap.last_index(kmem, inode):
         return VmFault.SIGBUS
-    got = filemap.filemap_get_page(kmem, inode, index, mmap_readahead_window(kmem, vma, index))
+    pfn = inode.pages.get(index)
+    if pfn is not None:
+        retry = not inode.shmem and do_async_mmap_readahead(kmem, vma, index, pfn)
+        return pfn, VmFault.HANDLED, retry
+    if not inode.shmem:
+        do_sync_mmap_readahead(kmem, vma, index)
+    got = filemap.filemap_get_page(kmem, inode, index)
     if got is None:
         return VmFault.OOM
-    pfn, major = got
-    return pfn, (VmFault.MAJOR if major else VmFault.HANDLED)
+    return got[0], (VmFault.HANDLED if inode.shmem else VmFault.MAJOR), False
 
 
 def _map_file_page(mm: MmStruct, pte_addr: int, pfn: int, prot: int) -> None:
@@ -343,8 +399,10 @@ def do_fault_around(mm: MmStruct, vma: Vma, address: int, pte_addr: int) -> bool
     """do_fault_around() + filemap_map_pages(): map already-cached pages near the fault.
 
     The window is fault_around_bytes, aligned, clipped to the VMA, the page
-    table and EOF; only empty entries are filled. Returns True if the
-    faulting address itself got mapped.
+    table and EOF; only empty entries are filled, and pages marked
+    PG_readahead are left for a fault to find (next_uptodate_folio()). Each
+    cached page it looks at counts as a hit against the file's mmap_miss.
+    Returns True if the faulting address itself got mapped.
     """
     kmem = mm.kmem
     mode = kmem.mode
@@ -361,18 +419,23 @@ def do_fault_around(mm: MmStruct, vma: Vma, address: int, pte_addr: int) -> bool
     table = pte_addr - pte_off * mode.entry_size
     base_index = vma.linear_page_index(address, kmem.page_shift) - pte_off
     mapped_target = False
+    flags = kmem.mem_map.flags_mv
+    looked = 0
     for i in range(from_pte, to_pte):
         index = base_index + i
         if index >= file_pages:
             break
         pfn = inode.pages.get(index)
-        if pfn is None or not kmem.mem_map.flags_mv[pfn] & PG.uptodate:
+        if pfn is None or flags[pfn] & (PG.uptodate | PG.readahead) != PG.uptodate:
             continue
+        looked += 1
         slot = table + i * mode.entry_size
         if kmem.phys.read_entry(slot, mode.entry_size):
             continue
         _map_file_page(mm, slot, pfn, vma.vm_page_prot)
         mapped_target = mapped_target or i == pte_off
+    ra = vma.vm_file.f_ra
+    ra.mmap_miss = max(ra.mmap_miss - looked, 0)
     return mapped_target
 
 
@@ -383,11 +446,12 @@ def do_read_fault(mm: MmStruct, vma: Vma, address: int, pte_addr: int) -> tuple[
     got = _file_page(mm, vma, address)
     if isinstance(got, VmFault):
         return got, "sigbus" if got & VmFault.SIGBUS else "oom"
-    pfn, result = got
-    # A cache miss makes filemap_fault() drop the lock for the I/O and return
-    # VM_FAULT_RETRY; the retried fault finds the read-around pages cached and
-    # maps the whole fault-around window, the faulting page included.
-    if result and do_fault_around(mm, vma, address, pte_addr):
+    pfn, result, retry = got
+    # A cache miss (or read-ahead started by a hit) makes filemap_fault() drop
+    # the lock for the I/O and return VM_FAULT_RETRY; the retried fault finds
+    # the pages cached (and unmarked) and maps the whole fault-around window,
+    # the faulting page included.
+    if (result or retry) and do_fault_around(mm, vma, address, pte_addr):
         return result | VmFault.NOPAGE, "file"
     _map_file_page(mm, pte_addr, pfn, vma.vm_page_prot)
     return result, "file"
@@ -404,7 +468,7 @@ def do_cow_fault(mm: MmStruct, vma: Vma, address: int, pte_addr: int) -> tuple[V
     if isinstance(got, VmFault):
         kmem.put_page(new)
         return got, "sigbus" if got & VmFault.SIGBUS else "oom"
-    pfn, result = got
+    pfn, result, _ = got
     kmem.phys.copy_frame(new, pfn)
     page_add_new_anon_rmap(kmem, new, vma, address)
     mm.add_mm_counter(MM_ANONPAGES, 1)
@@ -419,7 +483,7 @@ def do_shared_fault(mm: MmStruct, vma: Vma, address: int, pte_addr: int) -> tupl
     got = _file_page(mm, vma, address)
     if isinstance(got, VmFault):
         return got, "sigbus" if got & VmFault.SIGBUS else "oom"
-    pfn, result = got
+    pfn, result, _ = got
     filemap.set_page_dirty(kmem, pfn)
     _map_file_page(mm, pte_addr, pfn, _writable_prot(kmem, vma))
     return result, "shared"

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from vmsim.mm.page import PG
+from vmsim.mm.page import PG, folio_mark_accessed
 from vmsim.mm.rmap import page_mkclean
 
 if TYPE_CHECKING:
@@ -110,9 +110,28 @@ class Inode:
         return self.shmem or (self.i_mode & 0o170000) == 0o100000
 
 
+@dataclass
+class FileRaState:
+    """struct file_ra_state (include/linux/fs.h): the read-ahead state of one open file.
+
+    The last read-ahead read [start, start + size) with folio order `order`;
+    the page at start + size - async_size was marked PG_readahead, and
+    touching it starts the next, asynchronous, read-ahead. prev_pos is the
+    end of the previous read() (-1: none yet); mmap_miss counts page-cache
+    misses of faults, less hits (MMAP_LOTSAMISS of them stop read-around).
+    """
+
+    start: int = 0
+    size: int = 0
+    async_size: int = 0
+    order: int = 0
+    prev_pos: int = -1
+    mmap_miss: int = 0
+
+
 @dataclass(eq=False)
 class File:
-    """struct file: an open inode with its mode bits and the path /proc shows."""
+    """struct file: an open inode with its mode bits, the path /proc shows, its read-ahead state."""
 
     inode: Inode
     path: str
@@ -120,6 +139,7 @@ class File:
     f_flags: int = 0
     f_pos: int = 0
     deleted: bool = False
+    f_ra: FileRaState = field(default_factory=FileRaState)
 
     @property
     def readable(self) -> bool:
@@ -169,38 +189,209 @@ def last_index(kmem: Kmem, inode: Inode) -> int:
     return (inode.i_size + kmem.page_size - 1) >> kmem.page_shift
 
 
-def filemap_get_page(kmem: Kmem, inode: Inode, index: int,
-                     readahead: tuple[int, int] | None) -> tuple[int, bool] | None:
-    """filemap_fault()'s page lookup: (pfn, major) for page `index`, or None on OOM.
+def filemap_get_page(kmem: Kmem, inode: Inode, index: int) -> tuple[int, bool] | None:
+    """The page-cache frame of page `index`: (pfn, major), or None on OOM.
 
-    A cache miss reads the page from the backing store, and also the pages
-    of the `readahead` window [first, end) (chosen by the caller as
-    do_sync_mmap_readahead() would), which is what makes later neighbouring
-    faults minor. A miss is a major fault. Shmem pages are created zeroed.
+    A hit is minor; a miss reads just that page (filemap_create_folio()) and
+    is major. Shmem pages are created zeroed, and minor. Read-ahead is the
+    callers' business (see page_cache_sync_ra()).
     """
     pfn = inode.pages.get(index)
     if pfn is not None:
         return pfn, False
-    pfn = kmem.alloc_page(zero=True)
+    pfn = _cache_new_page(kmem, inode, index)
     if pfn is None:
         return None
     if inode.shmem:
-        add_to_page_cache(kmem, inode, index, pfn)
         return pfn, False
-    _read_page_into(kmem, inode, index, pfn)
-    add_to_page_cache(kmem, inode, index, pfn)
-    if readahead is not None:
-        start, end = readahead[0], min(readahead[1], last_index(kmem, inode))
-        for i in range(start, end):
-            if i in inode.pages:
-                continue
-            extra = kmem.alloc_page(zero=True)
-            if extra is None:
-                break
-            _read_page_into(kmem, inode, i, extra)
-            add_to_page_cache(kmem, inode, i, extra)
     kmem.vm_event["pgmajfault_io"] += 1
     return pfn, True
+
+
+def _cache_new_page(kmem: Kmem, inode: Inode, index: int) -> int | None:
+    """A fresh frame holding file page `index`, added to the page cache (None: out of memory)."""
+    pfn = kmem.alloc_page(zero=True)
+    if pfn is None:
+        return None
+    if not inode.shmem:
+        _read_page_into(kmem, inode, index, pfn)
+    add_to_page_cache(kmem, inode, index, pfn)
+    return pfn
+
+
+# ------------------------------------------------------------------ read-ahead
+# mm/readahead.c as of Linux 6.18, for a file system with large folios (ext4
+# since 6.16). vmsim's page cache holds only order-0 pages: where Linux reads
+# a window as large folios (asynchronous read-ahead, MADV_HUGEPAGE), vmsim
+# reads the same pages one by one and marks one page where Linux marks the
+# folio holding it. Read I/O completes at once (the host's asynchronous
+# read-ahead may still be in flight, so not yet uptodate, when looked at).
+
+MMAP_LOTSAMISS = 100
+HPAGE_PMD_ORDER = 9  # x86-64 with 4 KiB pages: a PMD maps 512 pages
+
+
+def get_next_ra_size(size: int, max_pages: int) -> int:
+    """get_next_ra_size(): the next window after one of `size` pages (x4 while small, then x2)."""
+    if size < max_pages // 16:
+        return 4 * size
+    if size <= max_pages // 2:
+        return 2 * size
+    return max_pages
+
+
+def page_cache_next_miss(inode: Inode, index: int, max_scan: int) -> int:
+    """page_cache_next_miss(): the first uncached index in [index, index + max_scan), else the end."""
+    for i in range(index, index + max_scan):
+        if i not in inode.pages:
+            return i
+    return index + max_scan
+
+
+ULONG_MAX = (1 << 64) - 1
+
+
+def page_cache_prev_miss(inode: Inode, index: int, max_scan: int) -> int:
+    """page_cache_prev_miss(): the last uncached index in (index - max_scan, index].
+
+    If every page down to index 0 is cached, ULONG_MAX (the scan wrapped);
+    if there is no gap within max_scan pages, index - max_scan.
+    """
+    for i in range(index, index - max_scan, -1):
+        if i < 0:
+            return ULONG_MAX
+        if i not in inode.pages:
+            return i
+    return index - max_scan
+
+
+def page_cache_ra_unbounded(kmem: Kmem, inode: Inode, index: int, nr_to_read: int,
+                            lookahead: int) -> None:
+    """page_cache_ra_unbounded(): read the uncached pages of [index, index + nr_to_read).
+
+    Cached pages are skipped; the page lookahead pages before the end gets
+    PG_readahead if this call reads it. Stops when memory runs out.
+    """
+    mark = index + nr_to_read - lookahead if lookahead <= nr_to_read else -1
+    flags = kmem.mem_map.flags_mv
+    for i in range(index, index + nr_to_read):
+        if i in inode.pages:
+            continue
+        pfn = _cache_new_page(kmem, inode, i)
+        if pfn is None:
+            return
+        if i == mark:
+            flags[pfn] |= PG.readahead
+
+
+def do_page_cache_ra(kmem: Kmem, inode: Inode, index: int, nr_to_read: int,
+                     lookahead: int) -> None:
+    """do_page_cache_ra(): page_cache_ra_unbounded(), not past the page holding EOF."""
+    if inode.i_size == 0:
+        return
+    end_index = (inode.i_size - 1) >> kmem.page_shift
+    if index > end_index:
+        return
+    nr_to_read = min(nr_to_read, end_index - index + 1)
+    page_cache_ra_unbounded(kmem, inode, index, nr_to_read, lookahead)
+
+
+def page_cache_ra_order(kmem: Kmem, inode: Inode, ra: FileRaState,
+                        start: int | None = None) -> None:
+    """page_cache_ra_order(): read ra.size pages from `start` (ra.start if None).
+
+    The page at start + size - async_size gets PG_readahead; nothing is read
+    past EOF (the mark is set even when EOF cuts the window short). The
+    folio order is capped by the window (ra.order records it). Meeting a
+    page already cached ends the pass; do_page_cache_ra() reads the rest of
+    the window from there.
+    """
+    index = start = ra.start if start is None else start
+    if inode.i_size == 0 or ra.size <= 0:
+        return
+    limit = min((inode.i_size - 1) >> kmem.page_shift, start + ra.size - 1)
+    ra.order = min(HPAGE_PMD_ORDER, ra.order, ra.size.bit_length() - 1)
+    mark = start + ra.size - ra.async_size
+    flags = kmem.mem_map.flags_mv
+    while index <= limit:
+        if index in inode.pages:
+            break
+        pfn = _cache_new_page(kmem, inode, index)
+        if pfn is None:
+            return
+        if index == mark:
+            flags[pfn] |= PG.readahead
+        index += 1
+    else:
+        return
+    if ra.size > index - start:
+        do_page_cache_ra(kmem, inode, index, ra.size - (index - start), ra.async_size)
+
+
+def page_cache_sync_ra(kmem: Kmem, inode: Inode, ra: FileRaState, index: int,
+                       req_count: int) -> None:
+    """page_cache_sync_ra(): a read of req_count pages missed the cache at `index`.
+
+    From the start of the file, for an oversized read, or right after the
+    previous read (prev_pos): a fresh window, get_init_ra_size() pages,
+    marked where the request ends. A small random read reads just what it
+    needs; one that follows cached pages (a sequential stream the state lost)
+    reads that many more, marked at the window's last page.
+    """
+    max_pages = kmem.sysctl.ra_pages
+    if not max_pages:
+        do_page_cache_ra(kmem, inode, index, 1, 0)  # force_page_cache_ra() of one page
+        return
+    sequential = ra.prev_pos >= 0 and 0 <= index - (ra.prev_pos >> kmem.page_shift) <= 1
+    if not index or req_count > max_pages or sequential:
+        ra.start = index
+        ra.size = get_init_ra_size(req_count, max_pages)
+        ra.async_size = ra.size - req_count if ra.size > req_count else ra.size >> 1
+    else:
+        miss = page_cache_prev_miss(inode, index - 1, max_pages)
+        contig = index if miss == ULONG_MAX else index - miss - 1
+        if contig <= req_count:
+            do_page_cache_ra(kmem, inode, index, req_count, 0)
+            return
+        if miss == ULONG_MAX:
+            contig *= 2  # cached from the beginning: a whole-file read
+        ra.start = index
+        ra.size = min(contig + req_count, max_pages)
+        ra.async_size = 1
+    ra.order = 0
+    page_cache_ra_order(kmem, inode, ra)
+
+
+def page_cache_async_ra(kmem: Kmem, inode: Inode, ra: FileRaState, index: int, pfn: int,
+                        req_count: int) -> None:
+    """page_cache_async_ra(): page `index` (frame pfn) carried PG_readahead: read the next window.
+
+    The mark is cleared. At the expected index the window moves on and
+    grows (get_next_ra_size()); elsewhere (the state was lost) its size is
+    guessed from the cached run after the page. The folio order grows by two
+    and the window end is aligned to it, as Linux does.
+    """
+    max_pages = kmem.sysctl.ra_pages
+    if not max_pages:
+        return
+    kmem.mem_map.flags_mv[pfn] &= ~PG.readahead
+    if index == ra.start + ra.size - ra.async_size:
+        ra.start += ra.size
+        ra.size = max(ra.size, get_next_ra_size(ra.size, max_pages))
+    else:
+        start = page_cache_next_miss(inode, index + 1, max_pages)
+        if not start or start - index > max_pages:
+            return
+        ra.start = start
+        ra.size = get_next_ra_size(start - index + req_count, max_pages)
+    ra.order += 2
+    align = 1 << min(ra.order, (max_pages & -max_pages).bit_length() - 1)
+    end = ra.start + ra.size
+    aligned_end = end - end % align
+    if aligned_end > ra.start:
+        ra.size -= end - aligned_end
+    ra.async_size = ra.size
+    page_cache_ra_order(kmem, inode, ra)
 
 
 def set_page_dirty(kmem: Kmem, pfn: int) -> None:
@@ -242,32 +433,48 @@ def get_init_ra_size(size: int, max_pages: int) -> int:
     return max_pages
 
 
-def file_read(kmem: Kmem, inode: Inode, offset: int, n: int) -> bytes:
+def file_read(kmem: Kmem, inode: Inode, offset: int, n: int,
+              ra: FileRaState | None = None) -> bytes:
     """filemap_read(): bytes through the page cache, reading missing pages into it.
 
-    As page_cache_sync_ra() does for a fresh file, a read from the start of the
-    file also reads ahead the initial window; a read elsewhere (random) reads
-    only the pages it needs. Out of memory, the rest is read uncached.
+    `ra` is the open file's read-ahead state (a fresh one if None). A miss
+    starts page_cache_sync_ra() for the rest of the request; reaching a page
+    marked PG_readahead starts page_cache_async_ra(). Every page read is
+    marked accessed, except the page the previous read() ended in when this
+    one starts there. Out of memory, the rest is read uncached.
     """
+    if ra is None:
+        ra = FileRaState()
+    ps = kmem.page_size
+    last_index = (offset + n + ps - 1) // ps  # the page after the request (the request, not EOF)
     n = max(min(n, inode.i_size - offset), 0)
     out = bytearray()
-    ps = kmem.page_size
-    first, last = offset // ps, (offset + n + ps - 1) // ps
-    window = None
-    if first == 0 and n:
-        window = (0, get_init_ra_size(last - first, kmem.sysctl.ra_pages))
+    flags = kmem.mem_map.flags_mv
+    last_pos = ra.prev_pos
     pos = offset
     while pos < offset + n:
         index, off = divmod(pos, ps)
         chunk = min(ps - off, offset + n - pos)
-        got = filemap_get_page(kmem, inode, index, window if index == first else None)
-        if got is not None:
-            out += kmem.phys.read(got[0] * ps + off, chunk)
+        pfn = inode.pages.get(index)
+        if pfn is None:
+            page_cache_sync_ra(kmem, inode, ra, index, last_index - index)
+            pfn = inode.pages.get(index)
+            if pfn is None:
+                got = filemap_get_page(kmem, inode, index)
+                pfn = got[0] if got is not None else None
+        elif flags[pfn] & PG.readahead:
+            page_cache_async_ra(kmem, inode, ra, index, pfn, last_index - index)
+        if pfn is not None:
+            if pos != offset or last_pos < 1 or (last_pos - 1) // ps != index:
+                folio_mark_accessed(flags, pfn)
+            out += kmem.phys.read(pfn * ps + off, chunk)
         elif inode.backing is not None:
             out += inode.backing.pread(pos, chunk).ljust(chunk, b"\0")
         else:
             out += bytes(chunk)
         pos += chunk
+        last_pos = pos
+    ra.prev_pos = last_pos
     return bytes(out)
 
 

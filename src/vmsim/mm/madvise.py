@@ -159,7 +159,7 @@ def madvise_willneed(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
     first = vma.linear_page_index(start, kmem.page_shift)
     last = min(vma.linear_page_index(end, kmem.page_shift), filemap.last_index(kmem, inode))
     for index in range(first, last):
-        if filemap.filemap_get_page(kmem, inode, index, readahead=None) is None:
+        if filemap.filemap_get_page(kmem, inode, index) is None:
             return -m.ENOMEM
     return 0
 

@@ -38,6 +38,7 @@ class PG:
     writeback = 1 << 12
     head = 1 << 13
     anon_exclusive = 1 << 14  # PageAnonExclusive: only this mm maps the anonymous page
+    readahead = 1 << 15  # PG_readahead: reaching this page-cache page starts the next read-ahead
 
     @classmethod
     def names(cls, flags: int) -> list[str]:
