@@ -103,6 +103,10 @@ class Machine:
         self.unimplemented: Counter[str] = Counter()
         self.strace: Callable[[Process, str, list[int], int | None, str], None] | None = None
         self.clock_ns = 0  # the virtual monotonic clock (kernel/sys_time.py)
+        # Instructions: counted only when asked (a native hook per instruction, cpu/insn_counter)
+        self.count_instructions = False
+        self.max_instructions = 0  # the sandbox's instruction budget (0: none)
+        self.insns = 0
         self.boot_epoch_ns = BOOT_EPOCH_NS
         self.hostname = "vmsim"
         self._next_ino = 0x1000
@@ -218,8 +222,9 @@ class Machine:
         timed_out = False
         try:
             self.sched.run(self.get_cpu(), time.monotonic() + timeout if timeout else 0.0)
-        except BudgetExceeded:
+        except BudgetExceeded as exc:
             timed_out = True
+            self.kernel_log.append(f"vmsim: {exc}")
         return RunResult(proc.exit_code if proc.exit_code is not None else 0,
                          bytes(self.console["stdout"].sink), bytes(self.console["stderr"].sink),
                          proc.pid, list(self.kernel_log), timed_out=timed_out,

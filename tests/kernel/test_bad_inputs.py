@@ -135,6 +135,28 @@ def test_runaway_guest_is_stopped_by_the_time_budget(tmp_path: Path) -> None:
     m.check()
 
 
+def test_runaway_guest_is_stopped_by_the_instruction_budget(tmp_path: Path) -> None:
+    guest = install(build(SPIN, "spin"), tmp_path, "/spin")
+    m = Machine(memory="16M", root=tmp_path)
+    m.max_instructions = 2_000_000
+    result = m.run(guest, [guest], timeout=60)
+    assert result.timed_out and result.exit_code == 128 + 9
+    assert "vmsim: instruction budget exhausted" in result.kernel_log[-1]
+    assert 2_000_000 <= m.insns < 2_000_000 + 100
+    m.check()
+
+
+def test_instruction_counts_are_exact_and_deterministic(tmp_path: Path) -> None:
+    guest = install(build(HELLO, "hello"), tmp_path, "/hello")
+    counts = []
+    for _ in range(2):
+        m = Machine(memory="16M", root=tmp_path)
+        m.count_instructions = True
+        assert m.run(guest, [guest]).stdout == b"hello\n"
+        counts.append((m.insns, m.zombies[1].insns))
+    assert counts[0] == counts[1] and counts[0][0] == counts[0][1] > 10_000
+
+
 @pytest.mark.parametrize("memory", ["8M"])
 def test_program_larger_than_ram_is_oom_killed_cleanly(tmp_path: Path, memory: str) -> None:
     src = r"""

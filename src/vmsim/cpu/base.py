@@ -49,6 +49,8 @@ from unicorn import (
 from unicorn import x86_const as x
 from unicorn.unicorn import UcContext
 
+from vmsim.cpu.insn_counter import InstructionCounter
+from vmsim.cpu.insn_counter import available as insn_counter_available
 from vmsim.cpu.x86_mmu import (
     VEC_GP,
     VEC_PF,
@@ -184,6 +186,7 @@ class UnicornEngine:
         self._old_off = old_exception_offset()
         self._scratch = uc.context_save()
         self.fast = FastRegs(uc)
+        self.counter: InstructionCounter | None = None
         # The scratch context is reused for every exception: its two fields are fixed views.
         self._scratch_err = _ctx_int(self._scratch, self._err_off)
         self._scratch_old = _ctx_int(self._scratch, self._old_off)
@@ -299,7 +302,12 @@ class UnicornEngine:
         self._fresh = None
         self._restore = None
         self.stop_reason = ""
-        task.machine.kmem.current = task.acct
+        machine = task.machine
+        machine.kmem.current = task.acct
+        counter = self._counter(machine)
+        before = counter.count if counter is not None else 0
+        if counter is not None:
+            counter.set_limit(machine.max_instructions or None)
         try:
             if uc.reg_read(RIP) == NEVER:
                 # emu_start would stop at once without fetching (it is its `until` address),
@@ -312,7 +320,18 @@ class UnicornEngine:
             do_trap(task, VEC_UD, 0, uc.reg_read(RIP), str(exc))
         finally:
             self.on_cpu = None
+            if counter is not None:
+                task.insns += counter.count - before
+                machine.insns = counter.count
         self._save(task)
+
+    def _counter(self, machine: Machine) -> InstructionCounter | None:
+        """The native instruction counter, installed the first time the machine wants a count
+        or an instruction budget (it costs a helper call per instruction)."""
+        if self.counter is None and (machine.count_instructions or machine.max_instructions):
+            if insn_counter_available():
+                self.counter = InstructionCounter(self.uc)
+        return self.counter
 
     def _save(self, task: Process) -> None:
         if task.pid not in self._contexts and not task.alive:

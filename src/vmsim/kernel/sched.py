@@ -178,12 +178,14 @@ class Scheduler:
                     self.wake(task)
             else:
                 self.runqueue.append(task)
-            if deadline and time.monotonic() >= deadline:
+            over = machine.max_instructions and machine.insns >= machine.max_instructions  # type: ignore[attr-defined]
+            if over or (deadline and time.monotonic() >= deadline):
                 for other in {t.pid: t for t in [*self.runqueue, *self.sleeping, task]}.values():
                     self.exit_task(other, 0, signo=SIGKILL)
                 self.runqueue.clear()
                 self.sleeping.clear()
-                raise BudgetExceeded("time budget exhausted: every task was killed")
+                raise BudgetExceeded(("instruction" if over else "time")
+                                     + " budget exhausted: every task was killed")
         if self.sleeping and kill_sleepers:
             names = ", ".join(f"{t.comm}[{t.pid}]" for t in sorted(self.sleeping, key=lambda t: t.pid))
             machine.kernel_log.append(f"vmsim: every task is asleep ({names}): killed")  # type: ignore[attr-defined]

@@ -111,6 +111,7 @@ class Process:
     saved_sigmask: int | None = None  # rt_sigsuspend's mask to put back
     restore_sigmask_after_signal: int | None = None
     cpu_ns: int = 0
+    insns: int = 0  # instructions executed (when the machine counts them)
 
     # ---- bookkeeping ------------------------------------------------------
     @property
