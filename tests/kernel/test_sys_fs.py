@@ -3,9 +3,18 @@ tree) and on vmsim; outputs compared after renumbering inode/device numbers."""
 
 from __future__ import annotations
 
+import errno as E
+import os
+import struct
 from pathlib import Path
 
-from tests.kernel.fsprog import both
+import pytest
+
+from tests.kernel.fsprog import PRELUDE, both
+from tests.progs import build, install
+from vmsim import Machine
+from vmsim.kernel import sys_dir, sys_fs, sys_stat
+from vmsim.kernel.task import Process
 
 NAMES_AND_STAT = r"""
 static void show(const char *p, int follow) {
@@ -270,3 +279,250 @@ int main(void) {
 def test_cwd_dirfd_open_flags_statx_match_native(tmp_path: Path) -> None:
     native, vm, _ = both(tmp_path, CWD_AND_OPEN, "fs_cwd")
     assert vm == native
+
+
+# ---- direct calls: errno cases and writeback, on a scripted process ------------------------------
+
+U64 = (1 << 64) - 1
+AT_FDCWD = U64 - 99
+UNMAPPED = 0x1000
+
+
+class Guest:
+    """A scripted process with a scratch area: strings become guest pointers."""
+
+    def __init__(self, root: Path) -> None:
+        self.m = Machine(memory="16M", seed=1, root=root)
+        self.p: Process = self.m.spawn()
+        self.base = self.p.mmap(None, 16 * 4096, "rw-", "private|anonymous")
+        self.top = self.base
+
+    def s(self, text: str | bytes) -> int:
+        data = text.encode() if isinstance(text, str) else text
+        addr = self.top
+        assert self.p.store(addr, data + b"\0")
+        self.top += (len(data) + 8) & ~7
+        return addr
+
+    def buf(self, n: int) -> int:
+        addr = self.top
+        self.top += (n + 7) & ~7
+        return addr
+
+    def read(self, addr: int, n: int) -> bytes:
+        got = self.p.load(addr, n)
+        assert got is not None
+        return got
+
+
+@pytest.fixture
+def g(tmp_path: Path) -> Guest:
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "file").write_bytes(b"0123456789")
+    os.symlink("file", tmp_path / "dir" / "link")
+    return Guest(tmp_path)
+
+
+def test_bad_pointers_are_efault(g: Guest) -> None:
+    st = g.buf(256)
+    for bad in (0, UNMAPPED, U64 - 4095, 1 << 47):
+        assert sys_stat.sys_stat(g.p, bad, st) == -E.EFAULT
+        assert sys_stat.sys_lstat(g.p, bad, st) == -E.EFAULT
+        assert sys_stat.sys_stat(g.p, g.s("/dir/file"), bad) == -E.EFAULT
+        assert sys_stat.sys_newfstatat(g.p, AT_FDCWD, g.s("/dir"), bad, 0) == -E.EFAULT
+        assert sys_stat.sys_statx(g.p, AT_FDCWD, g.s("/dir"), 0, 0x7FF, bad) == -E.EFAULT
+        assert sys_stat.sys_access(g.p, bad, 0) == -E.EFAULT
+        assert sys_stat.sys_readlink(g.p, g.s("/dir/link"), bad, 10) == -E.EFAULT
+        assert sys_dir.sys_getcwd(g.p, bad, 100) == -E.EFAULT
+        assert sys_dir.sys_chdir(g.p, bad) == -E.EFAULT
+        assert sys_dir.sys_mkdir(g.p, bad, 0o755) == -E.EFAULT
+        assert sys_dir.sys_rmdir(g.p, bad) == -E.EFAULT
+        assert sys_dir.sys_unlink(g.p, bad) == -E.EFAULT
+        assert sys_dir.sys_rename(g.p, bad, g.s("/x")) == -E.EFAULT
+        assert sys_dir.sys_rename(g.p, g.s("/dir/file"), bad) == -E.EFAULT
+        assert sys_dir.sys_symlink(g.p, bad, g.s("/x")) == -E.EFAULT
+        assert sys_dir.sys_truncate(g.p, bad, 0) == -E.EFAULT
+        assert sys_dir.sys_chmod(g.p, bad, 0o644) == -E.EFAULT
+    fd = sys_fs.sys_open(g.p, g.s("/dir"), 0o200000, 0)
+    assert fd >= 0
+    assert sys_dir.sys_getdents64(g.p, fd, UNMAPPED, 4096) == -E.EFAULT
+    assert (g.m.kernel_log, g.p.alive) == ([], True)  # a fix-up, not a signal
+    assert (Path(g.m.vfs.root or "") / "dir" / "file").read_bytes() == b"0123456789"
+
+
+def test_errno_cases(g: Guest) -> None:
+    st = g.buf(256)
+    long_name = "/" + "n" * 256
+    too_long = "/" + "a/" * 2048
+    cases = [
+        (sys_stat.sys_stat, (g.s(""), st), -E.ENOENT),
+        (sys_stat.sys_stat, (g.s(long_name), st), -E.ENAMETOOLONG),
+        (sys_stat.sys_stat, (g.s(too_long), st), -E.ENAMETOOLONG),
+        (sys_stat.sys_stat, (g.s("/dir/file/x"), st), -E.ENOTDIR),
+        (sys_stat.sys_stat, (g.s("/dir/nope/x"), st), -E.ENOENT),
+        (sys_stat.sys_fstat, (99, st), -E.EBADF),
+        (sys_stat.sys_fstat, (U64, st), -E.EBADF),
+        (sys_stat.sys_newfstatat, (AT_FDCWD, g.s("/dir"), st, 0x8000), -E.EINVAL),
+        (sys_stat.sys_newfstatat, (77, g.s("rel"), st, 0), -E.EBADF),
+        (sys_stat.sys_newfstatat, (77, g.s(""), st, 0x1000), -E.EBADF),
+        (sys_stat.sys_statx, (AT_FDCWD, g.s("/dir"), 0, 1 << 31, st), -E.EINVAL),
+        (sys_stat.sys_access, (g.s("/dir"), 8), -E.EINVAL),
+        (sys_stat.sys_faccessat2, (AT_FDCWD, g.s("/dir"), 0, 1), -E.EINVAL),
+        (sys_stat.sys_readlink, (g.s("/dir/file"), st, 10), -E.EINVAL),
+        (sys_stat.sys_readlink, (g.s("/dir/link"), st, 0), -E.EINVAL),
+        (sys_stat.sys_readlink, (g.s("/dir/link"), st, U64), -E.EINVAL),
+        (sys_dir.sys_mkdir, (g.s("/dir"), 0o755), -E.EEXIST),
+        (sys_dir.sys_mkdir, (g.s("/dir/link"), 0o755), -E.EEXIST),
+        (sys_dir.sys_rmdir, (g.s("/dir"), 0), -E.ENOTEMPTY),
+        (sys_dir.sys_rmdir, (g.s("/dir/link"), 0), -E.ENOTDIR),
+        (sys_dir.sys_rmdir, (g.s("/"), 0), -E.EBUSY),
+        (sys_dir.sys_unlink, (g.s("/dir"),), -E.EISDIR),
+        (sys_dir.sys_unlinkat, (AT_FDCWD, g.s("/dir/file"), 1), -E.EINVAL),
+        (sys_dir.sys_renameat2, (AT_FDCWD, g.s("/dir/file"), AT_FDCWD, g.s("/x"), 8), -E.EINVAL),
+        (sys_dir.sys_rename, (g.s("/dir"), g.s("/dir/sub")), -E.EINVAL),
+        (sys_dir.sys_rename, (g.s("/"), g.s("/x")), -E.EBUSY),
+        (sys_dir.sys_getcwd, (st, 1), -E.ERANGE),
+        (sys_dir.sys_chdir, (g.s("/dir/file"),), -E.ENOTDIR),
+        (sys_dir.sys_fchdir, (99,), -E.EBADF),
+        (sys_dir.sys_getdents64, (99, st, 100), -E.EBADF),
+        (sys_dir.sys_ftruncate, (99, 0), -E.EBADF),
+        (sys_dir.sys_ftruncate, (0, U64), -E.EINVAL),
+        (sys_dir.sys_truncate, (g.s("/dir"), 0), -E.EISDIR),
+        (sys_dir.sys_fsync, (99,), -E.EBADF),
+        (sys_dir.sys_linkat, (AT_FDCWD, g.s("/dir/file"), AT_FDCWD, g.s("/x"), 1), -E.EINVAL),
+        (sys_fs.sys_open, (g.s("/dir"), 0o200000 | 0o100, 0o644), -E.EINVAL),
+        (sys_fs.sys_open, (g.s("/dir"), 1, 0), -E.EISDIR),
+        (sys_fs.sys_open, (g.s("/dir/file"), 0o200000, 0), -E.ENOTDIR),
+        (sys_fs.sys_open, (g.s("/dir/link"), 0o400000, 0), -E.ELOOP),
+        (sys_fs.sys_open, (g.s("/dir/new/"), 0o101, 0o644), -E.EISDIR),
+    ]
+    for fn, args, want in cases:
+        assert fn(g.p, *args) == want, (fn.__name__, args)
+    # ftruncate of something that is not a regular file open for writing
+    fd = sys_fs.sys_open(g.p, g.s("/dir/file"), 0, 0)
+    assert sys_dir.sys_ftruncate(g.p, fd, 0) == -E.EINVAL
+    pipe = g.buf(8)
+    assert sys_fs.sys_pipe(g.p, pipe) == 0
+    rfd = struct.unpack("<i", g.read(pipe, 4))[0]
+    assert sys_dir.sys_ftruncate(g.p, rfd, 0) == -E.EINVAL
+    assert sys_dir.sys_fsync(g.p, rfd) == -E.EINVAL
+    assert sys_dir.sys_getdents64(g.p, rfd, st, 100) == -E.ENOTDIR
+    assert sys_stat.sys_fstat(g.p, rfd, st) == 0
+    assert struct.unpack_from("<I", g.read(st, 144), 24)[0] & 0o170000 == 0o010000
+
+
+def test_stat_layout(g: Guest, tmp_path: Path) -> None:
+    st = g.buf(144)
+    assert sys_stat.sys_stat(g.p, g.s("/dir/link"), st) == 0
+    raw = g.read(st, 144)
+    dev, ino, nlink, mode, uid, gid = struct.unpack_from("<QQQIII", raw)
+    size, blksize, blocks = struct.unpack_from("<qqq", raw, 48)
+    mtime, mtime_ns = struct.unpack_from("<qq", raw, 88)
+    host = os.stat(tmp_path / "dir" / "file")
+    assert (dev, ino, nlink, mode, uid, gid) == (host.st_dev, host.st_ino, host.st_nlink,
+                                                 host.st_mode, host.st_uid, host.st_gid)
+    assert (size, blksize, blocks) == (10, host.st_blksize, host.st_blocks)
+    assert mtime * 10**9 + mtime_ns == host.st_mtime_ns
+    sx = g.buf(256)
+    assert sys_stat.sys_statx(g.p, AT_FDCWD, g.s("/dir/link"), 0x100, 0xFFF, sx) == 0
+    raw = g.read(sx, 256)
+    mask, _, _, _, _, _, mode2 = struct.unpack_from("<IIQIIIH", raw)
+    ino2, size2 = struct.unpack_from("<QQ", raw, 0x20)
+    assert mask & 0x7FF == 0x7FF and mode2 & 0o170000 == 0o120000 and size2 == 4
+    assert ino2 == os.lstat(tmp_path / "dir" / "link").st_ino
+
+
+def test_getdents64_small_buffers_and_rewind(g: Guest, tmp_path: Path) -> None:
+    for i in range(30):
+        (tmp_path / "dir" / f"entry-{i:02}").write_text("")
+    fd = sys_fs.sys_open(g.p, g.s("/dir"), 0o200000, 0)
+    buf = g.buf(4096)
+    assert sys_dir.sys_getdents64(g.p, fd, buf, 8) == -E.EINVAL
+    names = []
+    while (n := sys_dir.sys_getdents64(g.p, fd, buf, 64)) > 0:
+        raw = g.read(buf, n)
+        off = 0
+        while off < n:
+            ino, _, reclen, _ = struct.unpack_from("<QqHB", raw, off)
+            assert reclen % 8 == 0 and ino
+            names.append(raw[off + 19:off + reclen].split(b"\0")[0].decode())
+            off += reclen
+    assert n == 0
+    assert sorted(names) == sorted([".", "..", "file", "link"] + [f"entry-{i:02}" for i in range(30)])
+    assert sys_fs.sys_lseek(g.p, fd, 0, 0) == 0
+    assert sys_dir.sys_getdents64(g.p, fd, buf, 4096) > 0
+
+
+def test_fsync_writes_back_a_shared_mapping(g: Guest, tmp_path: Path) -> None:
+    """fsync moves the dirty bits of a MAP_SHARED mapping to the page cache and writes the
+    pages to the host file (vmsim's write() is write-through; a store through a mapping is not)."""
+    host = tmp_path / "dir" / "file"
+    fd = sys_fs.sys_open(g.p, g.s("/dir/file"), 2, 0)
+    addr = g.p.mmap(None, 4096, "rw-", "shared", fd, 0)
+    assert addr > 0
+    assert g.p.store(addr + 2, b"AB")
+    assert host.read_bytes() == b"0123456789"
+    assert sys_dir.sys_fdatasync(g.p, fd) == 0
+    assert host.read_bytes() == b"01AB456789"
+    assert g.p.store(addr, b"Z")
+    assert sys_dir.sys_fsync(g.p, fd) == 0
+    assert host.read_bytes() == b"Z1AB456789"
+    assert g.p.munmap(addr, 4096) == 0
+    g.m.check()
+
+
+def test_truncate_drops_mapped_pages(g: Guest, tmp_path: Path) -> None:
+    host = tmp_path / "dir" / "big"
+    host.write_bytes(b"x" * 3 * 4096)
+    fd = sys_fs.sys_open(g.p, g.s("/dir/big"), 2, 0)
+    addr = g.p.mmap(None, 3 * 4096, "r--", "shared", fd, 0)
+    assert g.p.load(addr + 2 * 4096) == b"x"
+    assert sys_dir.sys_truncate(g.p, g.s("/dir/big"), 4096) == 0
+    assert host.stat().st_size == 4096
+    assert g.p.load(addr + 2 * 4096) is None and g.p.siginfo is not None
+    assert g.p.siginfo.signo == 7  # SIGBUS past the new end of file
+
+
+def test_one_inode_per_host_file_and_orphans(g: Guest, tmp_path: Path) -> None:
+    vfs = g.m.vfs
+    a = vfs.open("/dir/file", 0)
+    b = vfs.open("/dir/link", 2)
+    assert sys_dir.sys_link(g.p, g.s("/dir/file"), g.s("/hard")) == 0
+    c = vfs.open("/hard", 1)
+    assert not isinstance(a, int) and not isinstance(b, int) and not isinstance(c, int)
+    assert a.inode is b.inode is c.inode
+    assert sys_dir.sys_unlink(g.p, g.s("/dir/file")) == 0
+    assert sys_dir.sys_unlink(g.p, g.s("/hard")) == 0
+    fresh = vfs.open("/dir/file", 0o102, 0o644)
+    assert not isinstance(fresh, int) and fresh.inode is not a.inode
+    assert a.inode.backing is not None and a.inode.backing.pread(0, 4) == b"0123"
+    g.m.check()
+
+
+def test_proc_links_on_vmsim(tmp_path: Path) -> None:
+    """/proc is vmsim's own: readlink of /proc/self/exe, cwd, fd/N; stat of /proc files."""
+    src = r"""
+int main(void) {
+    char b[256]; long n;
+    n = readlink("/proc/self/exe", b, sizeof b); printf("exe=%.*s\n", (int)n, b);
+    chdir("/sub");
+    n = readlink("/proc/self/cwd", b, sizeof b); printf("cwd=%.*s\n", (int)n, b);
+    int fd = open("/sub/f", O_RDONLY);
+    snprintf(b, sizeof b, "/proc/self/fd/%d", fd);
+    char l[256]; n = readlink(b, l, sizeof l); printf("fd=%.*s\n", (int)n, l);
+    struct stat st;
+    int r = stat("/proc/self/maps", &st); printf("maps=%d %o\n", r, st.st_mode);
+    r = stat("/proc/self", &st); printf("dir=%d %o\n", r, st.st_mode);
+    r = stat("/proc/self/nope", &st); printf("nope=%d %d\n", r, errno);
+    r = stat("/proc/self/exe", &st); printf("exe-stat=%d %o\n", r, st.st_mode);
+    return 0;
+}
+"""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "f").write_text("")
+    install(build(PRELUDE + src, "fs_proc"), tmp_path, "/bin/p")
+    m = Machine(memory="64M", root=tmp_path)
+    res = m.run("/bin/p", ["p"])
+    assert res.stdout.decode().splitlines() == [
+        "exe=/bin/p", "cwd=/sub", "fd=/sub/f", "maps=0 100444", "dir=0 40555",
+        "nope=-1 2", "exe-stat=0 100755"]
