@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.progs import build, install, shell_status
+from tests.progs import build, have, install, shell_status
 from vmsim import Machine
 
 PRELUDE = """
@@ -63,9 +63,11 @@ def native_root_cmd(root: Path, args: list[str]) -> list[str]:
 
 
 def both(tmp_path: Path, source: str, name: str, setup: Callable[[Path], None] | None = None,
-         args: tuple[str, ...] = ()) -> tuple[str, str, Machine]:
+         args: tuple[str, ...] = (), compiler: str = "gcc") -> tuple[str, str, Machine]:
     """(native output, vmsim output, the machine), each normalised; statuses must agree."""
-    binary = build(PRELUDE + source, name)
+    if not have(compiler):
+        pytest.skip(f"{compiler} is not installed")
+    binary = build(PRELUDE + source, name, compiler)
     outs = []
     machine = None
     for side in ("native", "vmsim"):

@@ -136,9 +136,11 @@ int main(void) {
 """
 
 
-def test_names_and_stat_match_native(tmp_path: Path) -> None:
-    native, vm, _ = both(tmp_path, NAMES_AND_STAT, "fs_names")
+@pytest.mark.parametrize("compiler", ["gcc", "musl-gcc"])
+def test_names_and_stat_match_native(tmp_path: Path, compiler: str) -> None:
+    native, vm, m = both(tmp_path, NAMES_AND_STAT, "fs_names", compiler=compiler)
     assert vm == native
+    m.check()
 
 
 CWD_AND_OPEN = r"""
