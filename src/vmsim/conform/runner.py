@@ -107,6 +107,17 @@ def last_result(lines: Sequence[str], step: int) -> str | None:
     return seg[-1] if seg else None
 
 
+def file_names(case: Case) -> list[str]:
+    """Files whose device and inode become tokens: the case's own and every file its script
+    opens (one it creates gets a fresh inode number on each side)."""
+    names = list(case.files.files)
+    for line in case.lines:
+        w = words(line)
+        if len(w) >= 2 and w[0] == "open" and w[1].lstrip("/") not in names:
+            names.append(w[1].lstrip("/"))
+    return names
+
+
 def run_case(case: Case, files_dir: Path, soft_dirty: bool | None = None,
              check_invariants: bool = True,
              table: Sequence[KnownDifference] = KNOWN_DIFFERENCES, mode: str = "api") -> Result:
@@ -148,7 +159,7 @@ def run_case(case: Case, files_dir: Path, soft_dirty: bool | None = None,
     except Exception:
         return Result(case, "error", detail="vmsim raised:\n" + traceback.format_exc(limit=8),
                       seconds=time.perf_counter() - t0)
-    norm = normalise(host.lines, sim, d, list(case.files.files), table)
+    norm = normalise(host.lines, sim, d, file_names(case), table)
     res = Result(case, "pass", rewrites=norm.rewrites)
     diff = first_difference(norm.host, norm.sim)
     if diff is not None:
