@@ -219,9 +219,40 @@ int main(void) {
 }
 """
 
+#: What the engines' page walks leave in the entries, as the program's own /proc shows it:
+#: accessed and dirty bits (smaps Referenced, Private_Dirty) and present pages (pagemap).
+SMAPS = r"""
+#include <fcntl.h>
+int main(void) {
+  char *p = mmap(0, 8 * 4096, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0);
+  volatile char s = 0;
+  s += p[0]; s += p[4096];           /* reads: the zero page */
+  p[2 * 4096] = 1; p[3 * 4096] = 1;  /* writes: new, dirty pages */
+  s += p[2 * 4096];
+  FILE *f = fopen("/proc/self/smaps", "r");
+  char line[512], want[64];
+  int in = 0;
+  snprintf(want, sizeof want, "%lx-", (unsigned long)p);
+  while (fgets(line, sizeof line, f)) {
+    if (strchr(line, ':') == NULL || strchr(line, ' ') < strchr(line, ':'))
+      in = strncmp(line, want, strlen(want)) == 0;  /* a mapping's header line */
+    else if (in && (!strncmp(line, "Rss", 3) || !strncmp(line, "Referenced", 10)
+                    || !strncmp(line, "Private_Dirty", 13) || !strncmp(line, "Anonymous", 9)))
+      fputs(line, stdout);
+  }
+  int fd = open("/proc/self/pagemap", O_RDONLY);
+  for (int i = 0; i < 8; i++) {
+    uint64_t e = 0;
+    pread(fd, &e, 8, ((uintptr_t)p / 4096 + i) * 8);
+    printf("page %d present %d\n", i, (int)(e >> 63));
+  }
+  return 0;
+}
+"""
+
 PROGRAMS = {"hello": HELLO, "fork_cow": FORK_COW, "segfault": SEGFAULT, "handler": HANDLER,
             "stale": STALE, "stale_kill": STALE_KILL, "odd": ODD, "jit": JIT,
-            "concurrent": CONCURRENT}
+            "concurrent": CONCURRENT, "smaps": SMAPS}
 
 
 @dataclass
