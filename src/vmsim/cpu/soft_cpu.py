@@ -48,6 +48,14 @@ middle of translating a block. The request is recorded, the CPU is
 stopped (QEMU checks for the stop before entering the next block), the
 cache is flushed outside the emulator and emulation resumes at rip.
 
+Unicorn's own lookups. Not every call of the hook is a guest access:
+Unicorn looks up the code page of emu_start's `until` address when it
+stops, and every page of the blocks a code hook instrumented when that
+hook is deleted (its instruction-counting hook goes when a run has no
+instruction budget after one that had). Both are recognised and refused
+without a walk or a fault (`_exit_probe`, `_switch_counting`); taken for
+guest fetches they would fault in pages the guest never executes.
+
 Every fill is counted (`fills`, per task in `fills_by_pid`) and, when
 someone listens, emitted as a "tlb_fill" event on `machine.events`.
 """
