@@ -164,10 +164,19 @@ class SoftMmuCpu(UnicornEngine):
         ran before the stop), so a time slice can be longer than on the default engine;
         programs that synchronise (wait, pipes) see no difference.
         """
-        uc = self.uc
         deadline = time.monotonic() + timeout_us / 1e6 if timeout_us else 0.0
         if (max_insns > 0) != self._counting:
             self._switch_counting(max_insns)
+        fills = self.fills
+        try:
+            self._run_until_stopped(task, max_insns, timeout_us, deadline)
+        finally:
+            self.fills_by_pid[task.pid] += self.fills - fills
+
+    def _run_until_stopped(self, task: Process, max_insns: int, timeout_us: int,
+                           deadline: float) -> None:
+        """emu_start until the CPU stops for a reason other than a deferred icache flush."""
+        uc = self.uc
         while True:
             self._fault_stop = False
             self._exit_probe = False
@@ -241,7 +250,6 @@ class SoftMmuCpu(UnicornEngine):
         entry.paddr = phys
         entry.perms = perms
         self.fills += 1
-        self.fills_by_pid[task.pid] += 1
         if self._events.active:
             self._events.emit("tlb_fill", pid=task.pid, addr=vaddr, phys=phys,
                               access=ACCESS_NAMES[access], perms=perms_text(perms))
