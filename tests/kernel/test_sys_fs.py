@@ -528,3 +528,39 @@ int main(void) {
     assert res.stdout.decode().splitlines() == [
         "exe=/bin/p", "cwd=/sub", "fd=/sub/f", "maps=0 100444", "dir=0 40555",
         "nope=-1 2", "exe-stat=0 100755"]
+
+
+DEVICES = r"""
+int main(void) {
+    char b[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    int n = open("/dev/null", O_RDWR), z = open("/dev/zero", O_RDONLY), f = open("/dev/full", O_WRONLY);
+    R(n >= 0); R(read(n, b, 8)); R(write(n, "abc", 3)); R(lseek(n, 10, SEEK_SET));
+    R(read(z, b, 8)); printf("zero %d%d\n", b[0], b[7]);
+    R(write(f, "x", 1));
+    struct stat st;
+    R(fstat(n, &st)); printf("null mode=%o rdev=%d:%d\n", st.st_mode, major(st.st_rdev), minor(st.st_rdev));
+    R(stat("/dev/zero", &st)); printf("zero mode=%o rdev=%d:%d\n", st.st_mode, major(st.st_rdev), minor(st.st_rdev));
+    R(open("/dev/nope", O_RDONLY));
+    int u = open("/dev/urandom", O_RDONLY); R(read(u, b, 8));
+    return 0;
+}
+"""
+
+
+def test_memory_devices(tmp_path: Path) -> None:
+    """/dev/null, zero, full, urandom exist in every root (a native run sees the host's)."""
+    src = "#include <sys/sysmacros.h>\n" + DEVICES
+    (tmp_path / "root").mkdir()
+    install(build(PRELUDE + src, "fs_dev"), tmp_path / "root", "/prog")
+    res = Machine(memory="64M", root=tmp_path / "root").run("/prog", ["/prog"])
+    results = {line.split("->")[0].strip(): line.split("->")[1].strip()
+               for line in res.stdout.decode().splitlines() if "->" in line}
+    assert results == {
+        "n >= 0": "1 errno=0", "read(n, b, 8)": "0 errno=0", 'write(n, "abc", 3)': "3 errno=0",
+        "lseek(n, 10, SEEK_SET)": "0 errno=0", "read(z, b, 8)": "8 errno=0",
+        'write(f, "x", 1)': "-1 errno=28", "fstat(n, &st)": "0 errno=0",
+        'stat("/dev/zero", &st)': "0 errno=0", 'open("/dev/nope", O_RDONLY)': "-1 errno=2",
+        "read(u, b, 8)": "8 errno=0"}
+    out = res.stdout.decode()
+    assert "zero 00" in out and "null mode=20666 rdev=1:3" in out
+    assert "zero mode=20666 rdev=1:5" in out and res.exit_code == 0

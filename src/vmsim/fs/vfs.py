@@ -123,6 +123,63 @@ class DirFile(File):
     entries: list[tuple[bytes, int, int]] | None = field(default=None)
 
 
+#: The character devices every Linux system has (drivers/char/mem.c), by name: (major, minor).
+MEM_DEVICES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8),
+               "urandom": (1, 9)}
+DEV_READ_MAX = 1 << 20  # at most this much per read of /dev/zero or /dev/urandom
+
+
+@dataclass(eq=False)
+class CharDevice:
+    """An open memory device (drivers/char/mem.c): /dev/null reads end of file and swallows
+    writes, /dev/zero reads zeroes, /dev/full fails writes with ENOSPC, /dev/random and
+    /dev/urandom read bytes from the machine's seeded generator (runs stay deterministic).
+
+    vmsim provides these when the root has no such node (as a container runtime does) and
+    in place of the host's own nodes, which are never opened."""
+
+    name: str
+    f_flags: int = 2
+    f_pos: int = 0
+    inode: Inode = field(init=False)
+
+    def __post_init__(self) -> None:
+        minor = MEM_DEVICES[self.name][1]
+        self.inode = Inode(ino=0x100 + minor, dev=(0, 5), i_size=0, backing=None,
+                           i_mode=S.S_IFCHR | 0o666)
+
+    @property
+    def rdev(self) -> int:
+        return os.makedev(*MEM_DEVICES[self.name])
+
+    def read(self, task: object, n: int) -> bytes | int:
+        n = min(n, DEV_READ_MAX)
+        if self.name == "null":
+            return b""
+        if self.name in ("random", "urandom"):
+            return task.machine.rng.randbytes(n)  # type: ignore[attr-defined]
+        return bytes(n)
+
+    def write(self, task: object, data: bytes) -> int:
+        return -E.ENOSPC if self.name == "full" else len(data)
+
+
+def mem_device_name(path: str) -> str | None:
+    """The memory device a guest path names lexically ("/dev/null" -> "null"), or None."""
+    parts: list[str] = []
+    for p in path.split("/"):
+        if p in ("", "."):
+            continue
+        if p == "..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append(p)
+    if len(parts) == 2 and parts[0] == "dev" and parts[1] in MEM_DEVICES:
+        return parts[1]
+    return None
+
+
 class Nameidata:
     """struct nameidata (fs/namei.c): where a lookup stands.
 
@@ -444,7 +501,20 @@ class Vfs:
             return None
 
     # ---- open (fs/namei.c path_openat, fs/open.c) ------------------------------------------
-    def open(self, path: str, flags: int, mode: int = 0o644) -> File | int:
+    def mem_device(self, path: str) -> str | None:
+        """The memory device `path` names: /dev/NAME when the root has no such entry, or a
+        host character node with a memory device's number."""
+        name = mem_device_name(path)
+        if name is None:
+            return None
+        st = self.stat(path)
+        if isinstance(st, int):
+            return name if st == -E.ENOENT else None
+        if S.S_ISCHR(st.st_mode) and (os.major(st.st_rdev), os.minor(st.st_rdev)) == MEM_DEVICES[name]:
+            return name
+        return None
+
+    def open(self, path: str, flags: int, mode: int = 0o644) -> File | CharDevice | int:
         """do_filp_open(): a File for `path` with open(2)'s `flags` (guest values) and the
         creation `mode` (umask already applied), or -errno."""
         if "\0" in path:
@@ -460,6 +530,9 @@ class Vfs:
             return -E.EINVAL
         if flags & O_TMPFILE & ~O_DIRECTORY:
             return self._open_tmpfile(path, flags, mode)
+        dev = self.mem_device(path)
+        if dev is not None:
+            return CharDevice(dev, flags & ~O_CLOEXEC)
         acc = flags & O_ACCMODE
         writes = not flags & O_PATH and (acc in (O_WRONLY, O_RDWR) or bool(flags & O_TRUNC))
         nd = self._start()

@@ -7,7 +7,7 @@ import errno as E
 import struct
 from typing import TYPE_CHECKING
 
-from vmsim.fs.vfs import O_PATH, DirFile
+from vmsim.fs.vfs import O_PATH, CharDevice, DirFile
 from vmsim.kernel.files import Console, Pipe, PipeEnd, fd_read, fd_write, fput, get_file
 from vmsim.kernel.proc_files import ProcFile, open_proc
 from vmsim.kernel.syscalls import s32, s64, syscall
@@ -177,6 +177,8 @@ def sys_lseek(task: Process, fd: int, offset: int, whence: int, *_: int) -> int:
         return -E.EBADF
     if isinstance(f, ProcFile):
         return f.lseek(s64(offset), s32(whence))
+    if isinstance(f, CharDevice):  # null_lseek(): the position stays 0
+        return 0
     if not isinstance(f, File):
         return -E.ESPIPE
     if f.f_flags & O_PATH:

@@ -20,7 +20,7 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from vmsim.fs.vfs import O_PATH, VfsBacking
+from vmsim.fs.vfs import O_PATH, CharDevice, VfsBacking, mem_device_name
 from vmsim.kernel.files import Console, PipeEnd
 from vmsim.kernel.proc_files import ProcFile, open_proc
 from vmsim.kernel.syscalls import s32, s64, syscall
@@ -225,6 +225,8 @@ def stat_path(task: Process, name: str, follow: bool) -> Kstat | int:
     if proc is not None:
         return proc_kstat(task, proc, follow)
     st = task.machine.vfs.stat(name, follow)
+    if st == -E.ENOENT and mem_device_name(name) is not None:
+        return kstat_of(task, CharDevice(mem_device_name(name) or "null"))
     return st if isinstance(st, int) else Kstat.from_host(st)
 
 
@@ -245,6 +247,8 @@ def kstat_of(task: Process, f: object) -> Kstat | int:
                      blocks=(inode.nrpages * 8))
     if isinstance(f, PipeEnd):
         return Kstat(PIPE_DEV, f.pipe.ino, S.S_IFIFO | 0o600)
+    if isinstance(f, CharDevice):
+        return Kstat(os.makedev(*f.inode.dev), f.inode.ino, f.inode.i_mode, rdev=f.rdev)
     if isinstance(f, Console) and f.is_tty:
         return Kstat(0x16, 3, S.S_IFCHR | 0o620, rdev=os.makedev(136, 0), blksize=1024)
     if isinstance(f, ProcFile):
