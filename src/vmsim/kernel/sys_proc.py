@@ -303,12 +303,69 @@ def sys_wait4(task: Process, pid: int, status: int, options: int, rusage: int,
     if got is None or isinstance(got, int):
         return got
     child, wstatus = got
-    if status and not put_user_u32(task, status, wstatus):
-        return -E.EFAULT
+    task.machine.sched.reap(child)  # kernel_wait4(): the child is released before the copies
     if rusage and not copy_to_user(task, rusage, struct.pack("<4Q", 0, 0, 0, 0) + bytes(112)):
         return -E.EFAULT
-    task.machine.sched.reap(child)
+    if status and not put_user_u32(task, status, wstatus):
+        return -E.EFAULT
     return child.pid
+
+
+P_ALL, P_PID, P_PGID, P_PIDFD = 0, 1, 2, 3
+WSTOPPED = WUNTRACED
+CLD_EXITED, CLD_KILLED, CLD_DUMPED = 1, 2, 3
+
+
+@syscall(247, "waitid")
+def sys_waitid(task: Process, idtype: int, upid: int, infop: int, options: int, rusage: int,
+               *_: int) -> int | None:
+    """waitid() (kernel/exit.c kernel_waitid): wait for a child of `idtype`/`id` to change
+    state and describe it in a siginfo (SIGCHLD, CLD_EXITED/CLD_KILLED/CLD_DUMPED, pid, uid,
+    status). WNOWAIT leaves the child waitable; WNOHANG with no child ready returns 0 and
+    zeroes the fields. Only exits are modelled: WSTOPPED/WCONTINUED alone never report."""
+    idtype, upid = s32(idtype), s32(upid)
+    options &= 0xFFFF_FFFF
+    if options & ~(WNOHANG | WNOWAIT | WEXITED | WSTOPPED | WCONTINUED | __WNOTHREAD | __WCLONE
+                   | __WALL):
+        return -E.EINVAL
+    if not options & (WEXITED | WSTOPPED | WCONTINUED):
+        return -E.EINVAL
+    if idtype == P_ALL:
+        pid = -1
+    elif idtype == P_PID:
+        if upid <= 0:
+            return -E.EINVAL
+        pid = upid
+    elif idtype == P_PGID:
+        if upid < 0:
+            return -E.EINVAL
+        pgid = upid or task.pgid
+        pid = 0 if pgid == task.pgid else -pgid
+    else:  # P_PIDFD: pidfds are not modelled
+        return -E.EINVAL
+    sched = task.machine.sched
+    got = sched.do_wait(task, pid, True)
+    if isinstance(got, int) and got < 0:
+        return got  # -ECHILD
+    if isinstance(got, int) or not options & WEXITED:  # children, none with news to report
+        if not options & WNOHANG:
+            return None  # sleep until a child exits
+        if infop and not copy_to_user(task, infop, bytes(28)):
+            return -E.EFAULT
+        return 0
+    child, wstatus = got
+    if wstatus & 0x7F:
+        code, status = (CLD_DUMPED if wstatus & 0x80 else CLD_KILLED), wstatus & 0x7F
+    else:
+        code, status = CLD_EXITED, (wstatus >> 8) & 0xFF
+    if not options & WNOWAIT:
+        sched.reap(child)
+    if rusage and not copy_to_user(task, rusage, bytes(144)):
+        return -E.EFAULT
+    info = struct.pack("<iiiiiIi", 17, 0, code, 0, child.pid, child.cred_uid, status)
+    if infop and not copy_to_user(task, infop, info):
+        return -E.EFAULT
+    return 0
 
 
 @syscall(62, "kill")

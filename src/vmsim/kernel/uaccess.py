@@ -91,6 +91,48 @@ def copy_to_user(task: Process, addr: int, data: bytes) -> bool:
     return True
 
 
+def copy_to_user_partial(task: Process, addr: int, data: bytes) -> int:
+    """copy_to_user() as the read paths use it (filemap_read, pipe_read): how many leading
+    bytes were written before the first inaccessible one (Linux returns the rest's length;
+    a caller returns the short count, or -EFAULT if it is 0)."""
+    n = len(data)
+    if n == 0 or not access_ok(addr, n):
+        return 0
+    kmem = task.machine.kmem
+    ps = kmem.page_size
+    pos, end = addr, addr + n
+    while pos < end:
+        chunk = min(ps - (pos & (ps - 1)), end - pos)
+        phys = _kernel_translate(task, pos, WRITE)
+        if phys < 0:
+            break
+        kmem.phys.write(phys, data[pos - addr:pos - addr + chunk])
+        pos += chunk
+    vma = task.mm.find_vma(addr)
+    if pos > addr and vma is not None and vma.vm_flags & VM_EXEC and task.machine.cpu is not None:
+        task.machine.cpu.flush_icache()
+    return pos - addr
+
+
+def copy_from_user_partial(task: Process, addr: int, n: int) -> bytes:
+    """copy_from_user() as the write paths use it (generic_perform_write, pipe_write): the
+    leading bytes that could be read before the first inaccessible one."""
+    if n == 0 or not access_ok(addr, n):
+        return b""
+    kmem = task.machine.kmem
+    ps = kmem.page_size
+    out = bytearray()
+    pos, end = addr, addr + n
+    while pos < end:
+        chunk = min(ps - (pos & (ps - 1)), end - pos)
+        phys = _kernel_translate(task, pos, READ)
+        if phys < 0:
+            break
+        out += kmem.phys.read(phys, chunk)
+        pos += chunk
+    return bytes(out)
+
+
 def clear_user(task: Process, addr: int, n: int) -> bool:
     """clear_user(): zero n bytes of user memory."""
     return copy_to_user(task, addr, bytes(n))
@@ -159,6 +201,7 @@ def strings_from_user(task: Process, addr: int, max_count: int = 0x7FFF_FFFF,
             return -7
 
 
-__all__ = ["access_ok", "clear_user", "copy_from_user", "copy_to_user",
+__all__ = ["access_ok", "clear_user", "copy_from_user", "copy_from_user_partial",
+           "copy_to_user", "copy_to_user_partial",
            "get_user_u32", "get_user_u64", "put_user_u32", "put_user_u64", "strings_from_user",
            "strncpy_from_user"]
