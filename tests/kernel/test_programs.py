@@ -153,3 +153,62 @@ def test_committed_samples_are_up_to_date(tmp_path: Path) -> None:
         a = _native(tmp_path / "committed" / name, committed(), name)
         b = _native(tmp_path / "fresh" / name, rebuilt, name)
         assert a == b, f"src/vmsim/samples/{name} is stale: run examples/build.sh"
+
+
+# ---- process calls the samples do not reach (kernel/sys_proc.py) ---------------------------------
+WAITID = r"""
+static void show(const char *what, int r, siginfo_t *si) {
+    printf("%s: ret=%d errno=%s signo=%d code=%d status=%d pid_ok=%d\n", what, r,
+           r < 0 ? strerror(errno) : "-", si->si_signo, si->si_code, si->si_status,
+           si->si_pid != 0);
+}
+int main(void) {
+    siginfo_t si;
+    memset(&si, 0x55, sizeof si);
+    int r = waitid(P_ALL, 0, &si, WEXITED | WNOHANG);
+    printf("no children: %d %s\n", r, strerror(errno));
+    pid_t a = fork();
+    if (a == 0) _exit(7);
+    pid_t b = fork();
+    if (b == 0) { raise(SIGTERM); _exit(0); }
+    pid_t c = fork();
+    if (c == 0) { pause(); _exit(0); }
+    memset(&si, 0x55, sizeof si);
+    r = waitid(P_PID, a, &si, WEXITED | WNOWAIT);
+    show("a, WNOWAIT", r, &si);
+    r = waitid(P_PID, a, &si, WEXITED);
+    show("a", r, &si);
+    r = waitid(P_PID, a, &si, WEXITED | WNOHANG);
+    printf("a again: %d %s\n", r, strerror(errno));
+    r = waitid(P_PID, b, &si, WEXITED);
+    show("b", r, &si);
+    memset(&si, 0x55, sizeof si);
+    r = waitid(P_PID, c, &si, WEXITED | WNOHANG);
+    show("c running, WNOHANG", r, &si);
+    r = waitid(P_ALL, 0, &si, WNOHANG);
+    printf("bad options: %d %s\n", r, strerror(errno));
+    r = waitid(P_PID, 0, &si, WEXITED);
+    printf("bad id: %d %s\n", r, strerror(errno));
+    kill(c, SIGKILL);
+    r = waitid(P_PGID, 0, &si, WEXITED);
+    show("c", r, &si);
+    pid_t d = fork();
+    if (d == 0) _exit(1);
+    r = waitid(P_ALL, 0, (siginfo_t *)8, WEXITED);
+    printf("bad pointer: %d %s\n", r, strerror(errno));
+    r = waitid(P_ALL, 0, &si, WEXITED | WNOHANG);
+    printf("after the bad pointer: %d %s\n", r, strerror(errno));
+    return 0;
+}
+"""
+
+
+@pytest.mark.skipif(not have("gcc"), reason="needs gcc")
+def test_waitid_against_the_host(tmp_path: Path) -> None:
+    from tests.kernel.guest import same
+
+    out = same(tmp_path, WAITID, "waitid")
+    assert b"a: ret=0 errno=- signo=17 code=1 status=7 pid_ok=1" in out.native_stdout
+    assert b"c: ret=0 errno=- signo=17 code=2 status=9" in out.native_stdout
+    assert b"bad options: -1 Invalid argument" in out.native_stdout
+    assert b"bad pointer: -1 Bad address\nafter the bad pointer: -1 No child" in out.native_stdout
