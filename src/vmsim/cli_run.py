@@ -130,7 +130,9 @@ class HostConsole(Console):
         except BrokenPipeError:  # the host's reader is gone: the guest sees a closed pipe
             send_signal(task, SigInfo(SIGPIPE, 0, pid=task.pid))
             return -E.EPIPE
-        except (AttributeError, ValueError, OSError):
+        except OSError as exc:  # e.g. ENOSPC from /dev/full: the guest's write fails alike
+            return -(exc.errno or E.EIO)
+        except (AttributeError, ValueError):  # no usable host stream: the output is dropped
             return len(data)
         return len(data)
 
