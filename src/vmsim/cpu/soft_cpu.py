@@ -79,7 +79,7 @@ from unicorn import (
 )
 
 from vmsim.arch.paging import translate
-from vmsim.cpu.base import NEVER, RIP, UnicornEngine
+from vmsim.cpu.base import NEVER, REG_IDS, RIP, UnicornEngine
 from vmsim.cpu.x86_insn import Decoder, fault_address
 from vmsim.cpu.x86_mmu import VEC_GP
 from vmsim.kernel.traps import do_trap, exc_page_fault
@@ -99,6 +99,7 @@ PROVES = (UC_PROT_READ, UC_PROT_READ | UC_PROT_WRITE, UC_PROT_READ | UC_PROT_EXE
 #: instruction is abandoned and restarted from the scheduler (hardware would re-fault forever).
 MAX_REFAULTS = 4
 _NEVER_PAGE = NEVER & ~0xFFF
+_WIDE_REGS = frozenset({*REG_IDS.values()} - {REG_IDS["cs"], REG_IDS["ss"]})
 
 
 def perms_text(perms: int) -> str:
@@ -229,7 +230,7 @@ class SoftMmuCpu(UnicornEngine):
             return False
         task = self.on_cpu
         if task is None or (vaddr == _NEVER_PAGE and mem_type == UC_MEM_FETCH
-                            and uc.reg_read(RIP) & ~0xFFF != _NEVER_PAGE):
+                            and self.fast.read(RIP) & ~0xFFF != _NEVER_PAGE):
             # Unicorn looks up the code at emu_start's `until` address when it stops (rip is
             # still the guest's); there is nothing there (it is not canonical) and no guest
             # access to account for. A guest access to that page is a #GP like any other.
@@ -259,12 +260,12 @@ class SoftMmuCpu(UnicornEngine):
         """The walk of `page` failed with x86 error code `err`: enter the kernel's #PF handler
         as the hardware would, and walk again if it resolved the fault. Returns the physical
         page, or -1 if the access must not complete (a signal is pending, or a refault)."""
-        ip = uc.reg_read(RIP)
+        ip = self.fast.read(RIP)
         if not self._mode.canonical(page):
             do_trap(task, VEC_GP, 0, ip, "")  # a non-canonical address is #GP, not #PF
             return -1
         try:
-            address = fault_address(self._decoder, uc.reg_read, self._read_code, page,
+            address = fault_address(self._decoder, self._read_reg, self._read_code, page,
                                     self._page_size, access, ip)
         except (UcError, ValueError, TypeError, OverflowError):  # an operand it cannot read
             address = page
@@ -277,6 +278,11 @@ class SoftMmuCpu(UnicornEngine):
             if phys >= 0:
                 return phys
         return -1
+
+    def _read_reg(self, reg: int) -> int:
+        """A live register for the fault-address decoder: the C API for the 64-bit ones (a
+        narrower one writes only its own bytes into the 64-bit buffer), else the binding."""
+        return self.fast.read(reg) if reg in _WIDE_REGS else self.uc.reg_read(reg)
 
     def _read_code(self, va: int, n: int) -> bytes:
         """Up to `n` instruction bytes at `va` through the current task's tables (fewer where
