@@ -11,7 +11,14 @@ from vmsim.fs.vfs import O_PATH, CharDevice, DirFile
 from vmsim.kernel.files import Console, Pipe, PipeEnd, fd_read, fd_write, fput, get_file
 from vmsim.kernel.proc_files import ProcFile, open_proc
 from vmsim.kernel.syscalls import s32, s64, syscall
-from vmsim.kernel.uaccess import copy_from_user, copy_to_user, strncpy_from_user
+from vmsim.kernel.uaccess import (
+    access_ok,
+    copy_from_user,
+    copy_from_user_partial,
+    copy_to_user,
+    copy_to_user_partial,
+    strncpy_from_user,
+)
 from vmsim.mm.filemap import File
 
 if TYPE_CHECKING:
@@ -27,6 +34,7 @@ F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC = 0, 1, 2, 3, 4, 10
 TCGETS, TIOCGWINSZ, FIONREAD = 0x5401, 0x5413, 0x541B
 S_IFIFO, S_IFCHR, S_IFREG = 0o010000, 0o020000, 0o100000
 IOV_MAX = 1024
+PIPE_PAGE = 4096
 
 
 def lookup_fd(task: Process, fd: int) -> object | None:
@@ -58,28 +66,58 @@ def close_fd(task: Process, fd: int) -> int:
 
 
 # ---- read and write ----------------------------------------------------------------------
+def _unread(f: object, rest: bytes) -> None:
+    """Put back what a read took but could not copy to the user (the copy stopped at a bad
+    byte): the file position moves back, a pipe or the console keeps the bytes."""
+    if not rest:
+        return
+    if isinstance(f, PipeEnd):  # back at the head of the ring, page by page
+        for at in reversed(range(0, len(rest), PIPE_PAGE)):
+            f.pipe.bufs.appendleft(bytearray(rest[at:at + PIPE_PAGE]))
+    elif isinstance(f, Console):
+        f.source[:0] = rest
+    elif hasattr(f, "f_pos") and not isinstance(f, CharDevice):
+        f.f_pos -= len(rest)  # type: ignore[attr-defined]
+
+
 @syscall(0, "read")
 def sys_read(task: Process, fd: int, buf: int, count: int, *_: int) -> int | None:
+    """ksys_read() -> vfs_read(): -EBADF, then access_ok() on the whole buffer (-EFAULT even
+    for a count of 0 at a kernel address), then the read; a copy that stops at an
+    inaccessible byte returns the short count (-EFAULT if nothing was copied). A pipe
+    consumes nothing on a short copy (vmsim treats the bytes of one read as one buffer)."""
     f = lookup_fd(task, fd)
     if f is None:
         return -E.EBADF
-    count = min(count, MAX_RW_COUNT)
-    if count and not copy_to_user(task, buf, b""):  # access_ok() first, as rw_verify_area
+    if isinstance(f, File) and not f.readable:
+        return -E.EBADF
+    if not access_ok(buf, count):
         return -E.EFAULT
-    data = fd_read(task, f, count)
+    data = fd_read(task, f, min(count, MAX_RW_COUNT))
     if data is None or isinstance(data, int):
         return data
-    return len(data) if copy_to_user(task, buf, data) else -E.EFAULT
+    done = copy_to_user_partial(task, buf, data)
+    if done < len(data) and isinstance(f, (PipeEnd, Console)):
+        done = 0  # pipe_read(): a pipe buffer is consumed only once wholly copied
+    _unread(f, data[done:])
+    return done if done or not data else -E.EFAULT
 
 
 @syscall(1, "write")
 def sys_write(task: Process, fd: int, buf: int, count: int, *_: int) -> int | None:
+    """ksys_write() -> vfs_write(): -EBADF, access_ok(), then as many leading bytes as can be
+    copied from the user (-EFAULT if none; a pipe takes all or nothing)."""
     f = lookup_fd(task, fd)
     if f is None:
         return -E.EBADF
-    data = copy_from_user(task, buf, min(count, MAX_RW_COUNT))
-    if data is None:
+    if isinstance(f, File) and not f.writable:
+        return -E.EBADF
+    if not access_ok(buf, count):
         return -E.EFAULT
+    count = min(count, MAX_RW_COUNT)
+    data = copy_from_user_partial(task, buf, count)
+    if (count and not data) or (len(data) < count and isinstance(f, (PipeEnd, Console))):
+        return -E.EFAULT  # pipe_write() fails a short copy
     return fd_write(task, f, data)
 
 
