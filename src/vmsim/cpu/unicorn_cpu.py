@@ -47,6 +47,8 @@ class UnicornCpu(UnicornEngine):
         self.uc.reg_write(x.UC_X86_REG_CR3, task.mm.pgd)  # a CR3 write flushes the TLB
 
     def _page_fault(self, uc: Uc, task: Process, error_code: int, ip: int) -> None:
+        if self.counter is not None:
+            self.counter.state.count -= 1  # the faulting instruction did not complete
         if exc_page_fault(task, self.fast.read(x.UC_X86_REG_CR2), error_code, ip):
             if task.need_stop:
                 uc.emu_stop()
