@@ -12,11 +12,14 @@ import pytest
 from tests.kernel.guest import compilers, same
 
 FAULTS = r"""
+#include <ucontext.h>
 static sigjmp_buf jb;
 static volatile uintptr_t bad;
 static void h(int sig, siginfo_t *si, void *uc) {
-  printf("signo %d code %d addr==bad %d\n", si->si_signo, si->si_code,
-         (uintptr_t)si->si_addr == bad);
+  greg_t *g = ((ucontext_t *)uc)->uc_mcontext.gregs;
+  printf("signo %d code %d addr==bad %d err %llx trapno %lld cr2==bad %d\n", si->si_signo,
+         si->si_code, (uintptr_t)si->si_addr == bad, (long long)g[REG_ERR],
+         (long long)g[REG_TRAPNO], (uintptr_t)g[REG_CR2] == bad);
   siglongjmp(jb, 1);
 }
 int main(int argc, char **argv) {
@@ -418,3 +421,48 @@ int main(void) {
 
 def test_sigwaitinfo(tmp_path: Path) -> None:
     same(tmp_path, RT_SIGTIMEDWAIT, "sigwaitinfo")
+
+
+ALTSTACK = r"""
+#include <ucontext.h>
+#define AUTODISARM (1u << 31)
+static void h(int sig, siginfo_t *si, void *p) {
+  ucontext_t *uc = p; stack_t cur; sigaltstack(0, &cur);
+  printf("uc_stack flags %d size %zu sp %d | now flags %d\n", uc->uc_stack.ss_flags,
+         uc->uc_stack.ss_size, uc->uc_stack.ss_sp != 0, cur.ss_flags);
+  if (sig == SIGUSR2) {                  /* on the alternate stack: it cannot be changed */
+    stack_t ss = {.ss_sp = malloc(65536), .ss_size = 65536};
+    errno = 0; int r = sigaltstack(&ss, 0);
+    printf("change while on it: %d errno %d\n", r, errno);
+  }
+}
+int main(void) {
+  setvbuf(stdout, 0, _IONBF, 0);
+  struct sigaction sa; memset(&sa, 0, sizeof sa); sa.sa_sigaction = h; sa.sa_flags = SA_SIGINFO;
+  sigaction(SIGUSR1, &sa, 0);
+  stack_t q; sigaltstack(0, &q); printf("initial flags %d size %zu\n", q.ss_flags, q.ss_size);
+  raise(SIGUSR1);
+  stack_t ss = {.ss_sp = malloc(65536), .ss_size = 65536, .ss_flags = 0};
+  sigaltstack(&ss, 0);
+  raise(SIGUSR1);
+  sa.sa_flags |= SA_ONSTACK; sigaction(SIGUSR1, &sa, 0); sigaction(SIGUSR2, &sa, 0);
+  raise(SIGUSR1);
+  raise(SIGUSR2);
+  ss.ss_flags = AUTODISARM; printf("autodisarm set %d\n", sigaltstack(&ss, 0));
+  raise(SIGUSR1);
+  sigaltstack(0, &q); printf("after flags %d\n", q.ss_flags);
+  ss.ss_flags = SS_DISABLE; sigaltstack(&ss, 0);
+  sigaltstack(0, &q); printf("disabled flags %d size %zu\n", q.ss_flags, q.ss_size);
+  raise(SIGUSR1);
+  ss.ss_flags = 0; ss.ss_size = 100; errno = 0;
+  int r = sigaltstack(&ss, 0); printf("too small %d errno %d\n", r, errno);
+  ss.ss_flags = 5; ss.ss_size = 65536; errno = 0;
+  r = sigaltstack(&ss, 0); printf("bad flags %d errno %d\n", r, errno);
+  return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("compiler", compilers(musl=True))
+def test_sigaltstack_flags_autodisarm(tmp_path: Path, compiler: str) -> None:
+    same(tmp_path, ALTSTACK, "altstack", compiler=compiler)

@@ -30,7 +30,8 @@ SIG_DFL, SIG_IGN = 0, 1
 SA_NOCLDSTOP, SA_NOCLDWAIT, SA_SIGINFO = 1, 2, 4
 SA_ONSTACK, SA_RESTART, SA_NODEFER, SA_RESETHAND = 0x08000000, 0x10000000, 0x40000000, 0x80000000
 SA_RESTORER = 0x04000000
-SS_ONSTACK, SS_DISABLE = 1, 2
+SS_ONSTACK, SS_DISABLE, SS_AUTODISARM = 1, 2, 1 << 31
+SS_FLAG_BITS = SS_AUTODISARM
 MINSIGSTKSZ = 2048
 
 SI_USER, SI_KERNEL, SI_TKILL = 0, 0x80, -6
@@ -107,7 +108,9 @@ class SignalState:
     pending: dict[int, SigInfo] = field(default_factory=dict)
     blocked: int = 0
     actions: dict[int, SigAction] = field(default_factory=dict)
-    altstack: tuple[int, int, int] = (0, SS_DISABLE, 0)  # ss_sp, ss_flags, ss_size
+    #: sas_ss_sp, sas_ss_flags (as last set: 0, SS_DISABLE or SS_AUTODISARM), sas_ss_size;
+    #: a size of 0 means there is none
+    altstack: tuple[int, int, int] = (0, 0, 0)
     saved_fpu: dict[int, object] = field(default_factory=dict)  # frame address -> FPU state
 
     def action(self, signo: int) -> SigAction:
@@ -118,12 +121,17 @@ class SignalState:
         the alternate stack is gone."""
         self.actions = {s: SigAction(SIG_IGN) for s, a in self.actions.items()
                         if a.handler == SIG_IGN}
-        self.altstack = (0, SS_DISABLE, 0)
+        self.altstack = (0, self.altstack[1], 0)
         self.saved_fpu.clear()
 
     def copy(self) -> SignalState:
         """fork(): actions, mask and alternate stack are inherited; pending signals are not."""
         return SignalState({}, self.blocked, dict(self.actions), self.altstack)
+
+
+def _s32(value: int) -> int:
+    value &= 0xFFFF_FFFF
+    return value - (1 << 32) if value >> 31 else value
 
 
 def sigbit(signo: int) -> int:
@@ -264,10 +272,43 @@ def restart_interrupted_syscall(task: Process, act: SigAction) -> None:
     regs.set("rax", -4)  # EINTR
 
 
-def _altstack_for(task: Process, act: SigAction, sp: int) -> int:
+def on_sig_stack(task: Process, sp: int) -> bool:
+    """on_sig_stack(): is `sp` on the alternate stack? Never with SS_AUTODISARM (the stack is
+    disarmed while a handler runs on it)."""
     ss_sp, ss_flags, ss_size = task.signal.altstack
-    if act.flags & SA_ONSTACK and not ss_flags & SS_DISABLE and not (
-            ss_sp < sp <= ss_sp + ss_size):
+    if ss_flags & SS_AUTODISARM:
+        return False
+    return ss_sp < sp and sp - ss_sp <= ss_size
+
+
+def sas_ss_flags(task: Process, sp: int) -> int:
+    """sas_ss_flags(): SS_DISABLE without an alternate stack, SS_ONSTACK when `sp` is on it."""
+    if not task.signal.altstack[2]:
+        return SS_DISABLE
+    return SS_ONSTACK if on_sig_stack(task, sp) else 0
+
+
+def do_sigaltstack(task: Process, new: tuple[int, int, int], sp: int) -> int:
+    """do_sigaltstack() for a new (ss_sp, ss_flags, ss_size): 0 or -errno (EPERM while on
+    the stack, EINVAL for a bad mode, ENOMEM below MINSIGSTKSZ)."""
+    ss_sp, ss_flags, ss_size = new
+    if on_sig_stack(task, sp):
+        return -1  # EPERM
+    mode = ss_flags & ~SS_FLAG_BITS
+    if mode not in (0, SS_ONSTACK, SS_DISABLE):
+        return -22  # EINVAL
+    if mode == SS_DISABLE:
+        ss_sp = ss_size = 0
+    elif ss_size < MINSIGSTKSZ:
+        return -12  # ENOMEM
+    task.signal.altstack = (ss_sp, ss_flags, ss_size)
+    return 0
+
+
+def _altstack_for(task: Process, act: SigAction, sp: int) -> int:
+    """get_sigframe(): with SA_ONSTACK, the top of the alternate stack unless already on it."""
+    ss_sp, _flags, ss_size = task.signal.altstack
+    if act.flags & SA_ONSTACK and sas_ss_flags(task, sp) == 0:
         return ss_sp + ss_size
     return sp
 
@@ -289,16 +330,17 @@ def setup_rt_frame(task: Process, signo: int, info: SigInfo, act: SigAction) -> 
     mcontext += struct.pack("<QQQQQ", info.error_code, info.trapno, saved_mask & 0xFFFFFFFF,
                             info.addr if info.trapno == 14 else 0, 0)
     mcontext = mcontext.ljust(256, b"\0")
-    ss_sp, ss_flags, ss_size = task.signal.altstack
-    on_alt = ss_sp < frame <= ss_sp + ss_size and not ss_flags & SS_DISABLE
+    ss_sp, ss_flags, ss_size = task.signal.altstack  # __save_altstack(): as last set
     ucontext = struct.pack("<QQQi4xQ", UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS, 0, ss_sp,
-                           SS_ONSTACK if on_alt else (ss_flags & SS_DISABLE), ss_size)
+                           _s32(ss_flags), ss_size)
     body = (struct.pack("<Q", act.restorer) + ucontext + mcontext
             + struct.pack("<Q", saved_mask) + info.pack())
     assert len(body) == FRAME_SIZE
     if not copy_to_user(task, frame, body):
         return False
     task.signal.saved_fpu[frame] = task.machine.cpu.save_fpu(task)
+    if ss_flags & SS_AUTODISARM:
+        task.signal.altstack = (0, SS_DISABLE, 0)  # sas_ss_reset() until rt_sigreturn
     regs.set("rdi", signo)
     regs.set("rsi", frame + INFO_OFF)
     regs.set("rdx", frame + 8)
@@ -328,5 +370,8 @@ def sys_rt_sigreturn(task: Process) -> int:
         regs.set(name, value)
     (blocked,) = struct.unpack_from("<Q", raw, SIGMASK_OFF)
     task.signal.blocked = blocked & ~(sigbit(SIGKILL) | sigbit(SIGSTOP))
+    ss_sp, ss_flags, ss_size = struct.unpack_from("<Qi4xQ", raw, UC_STACK_OFF)
+    do_sigaltstack(task, (ss_sp, ss_flags & 0xFFFF_FFFF, ss_size),  # restore_altstack()
+                   values[SIGCONTEXT_REGS.index("rsp")])
     task.need_stop = True
     return values[SIGCONTEXT_REGS.index("rax")]

@@ -7,17 +7,18 @@ import struct
 from typing import TYPE_CHECKING
 
 from vmsim.kernel.signal import (
-    MINSIGSTKSZ,
     NSIG,
     SA_RESTORER,
     SIG_DFL,
     SIG_IGN,
     SIGKILL,
     SIGSTOP,
-    SS_DISABLE,
-    SS_ONSTACK,
+    SS_FLAG_BITS,
     SigAction,
+    _s32,
+    do_sigaltstack,
     has_pending,
+    sas_ss_flags,
     sigbit,
     sys_rt_sigreturn,
 )
@@ -252,29 +253,22 @@ def sys_getitimer(task: Process, which: int, value: int, *_: int) -> int:
 
 @syscall(131, "sigaltstack")
 def sys_sigaltstack(task: Process, uss: int, uoss: int, *_: int) -> int:
-    sig = task.signal
+    """sys_sigaltstack(): the new stack is read first, set, and only then the old one is
+    written out; the old flags are sas_ss_flags(sp) plus SS_AUTODISARM if it was asked."""
     sp = task.regs.get("rsp")
-    ss_sp, ss_flags, ss_size = sig.altstack
-    on_stack = not ss_flags & SS_DISABLE and ss_sp < sp <= ss_sp + ss_size
-    if uoss:
-        flags = SS_ONSTACK if on_stack else (ss_flags & SS_DISABLE)
-        if not copy_to_user(task, uoss, struct.pack("<Qi4xQ", ss_sp, flags, ss_size)):
-            return -E.EFAULT
+    ss_sp, ss_flags, ss_size = task.signal.altstack
+    old = struct.pack("<Qi4xQ", ss_sp, _s32(sas_ss_flags(task, sp) | (ss_flags & SS_FLAG_BITS)),
+                      ss_size)
     if uss:
         raw = copy_from_user(task, uss, 24)
         if raw is None:
             return -E.EFAULT
         new_sp, new_flags, new_size = struct.unpack("<Qi4xQ", raw)
-        if on_stack:
-            return -E.EPERM
-        if new_flags & ~(SS_DISABLE | SS_ONSTACK | (1 << 31)):
-            return -E.EINVAL
-        if new_flags & SS_DISABLE:
-            sig.altstack = (0, SS_DISABLE, 0)
-        else:
-            if new_size < MINSIGSTKSZ:
-                return -E.ENOMEM
-            sig.altstack = (new_sp, 0, new_size)
+        err = do_sigaltstack(task, (new_sp, new_flags & 0xFFFF_FFFF, new_size), sp)
+        if err:
+            return err
+    if uoss and not copy_to_user(task, uoss, old):
+        return -E.EFAULT
     return 0
 
 
