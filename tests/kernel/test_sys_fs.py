@@ -564,3 +564,48 @@ def test_memory_devices(tmp_path: Path) -> None:
     out = res.stdout.decode()
     assert "zero 00" in out and "null mode=20666 rdev=1:3" in out
     assert "zero mode=20666 rdev=1:5" in out and res.exit_code == 0
+
+
+PARTIAL_IO = r"""
+#include <sys/mman.h>
+#include <sys/uio.h>
+int main(void) {
+    char *two = mmap(0, 2 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    munmap(two + 4096, 4096);
+    char *edge = two + 4096 - 10;
+    memset(two, 'w', 4096);
+    int fd = open("/data", O_RDWR | O_CREAT | O_TRUNC, 0644);
+    char text[300]; memset(text, 'd', sizeof text);
+    R(write(fd, text, sizeof text));
+    R(pread(fd, edge, 100, 0));
+    R(pwrite(fd, edge, 100, 0));
+    R(pread(fd, (char *)0xffff800000000000ul, 0, 0));
+    R(pwrite(fd, edge, 100, -1));
+    struct iovec v[2] = {{text, 5}, {edge, 100}};
+    R(lseek(fd, 0, SEEK_SET));
+    R(readv(fd, v, 2));
+    R(lseek(fd, 0, SEEK_CUR));
+    R(writev(fd, v, 2));
+    R(lseek(fd, 0, SEEK_CUR));
+    struct iovec w[1] = {{edge + 10, 5}};
+    R(readv(fd, w, 1));
+    R(writev(fd, w, 1));
+    int p[2]; pipe(p); write(p[1], text, 50);
+    R(readv(p[0], v, 2));
+    R(read(p[0], text, 100));
+    R(writev(p[1], v, 2));
+    int d = open("/", O_RDONLY);
+    R(pread(d, text, 10, 0));
+    R(pread(p[0], text, 10, 0));
+    int o = open("/data", O_PATH);
+    R(pread(o, text, 10, 0));
+    R(read(o, text, 10));
+    return 0;
+}
+"""
+
+
+def test_partial_copies_match_native(tmp_path: Path) -> None:
+    """read/write/pread/pwrite/readv/writev whose buffer runs into an unmapped page."""
+    native, vm, _ = both(tmp_path, PARTIAL_IO, "fs_partial")
+    assert vm == native

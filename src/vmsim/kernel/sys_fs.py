@@ -141,21 +141,25 @@ def sys_readv(task: Process, fd: int, iov: int, iovcnt: int, *_: int) -> int | N
     vecs = _iovecs(task, iov, iovcnt)
     if isinstance(vecs, int):
         return vecs
-    total = 0
+    want = sum(length for _, length in vecs)
+    if not want:
+        return 0
+    data = fd_read(task, f, min(want, MAX_RW_COUNT))
+    if data is None or isinstance(data, int):
+        return data
+    done = 0  # scatter: copy_page_to_iter() across the vectors, stopping at a bad byte
     for base, length in vecs:
-        if not length:
-            continue
-        data = fd_read(task, f, length)
-        if data is None:
-            return total if total else None
-        if isinstance(data, int):
-            return total if total else data
-        if not copy_to_user(task, base, data):
-            return total if total else -E.EFAULT
-        total += len(data)
-        if len(data) < length:
+        piece = data[done:done + length]
+        if not piece:
             break
-    return total
+        got = copy_to_user_partial(task, base, piece)
+        done += got
+        if got < len(piece):
+            break
+    if done < len(data) and isinstance(f, (PipeEnd, Console)):
+        done = 0  # pipe_read(): a pipe buffer is consumed only once wholly copied
+    _unread(f, data[done:])
+    return done if done or not data else -E.EFAULT
 
 
 @syscall(20, "writev")
@@ -166,13 +170,20 @@ def sys_writev(task: Process, fd: int, iov: int, iovcnt: int, *_: int) -> int | 
     vecs = _iovecs(task, iov, iovcnt)
     if isinstance(vecs, int):
         return vecs
+    if isinstance(f, File) and not f.writable:
+        return -E.EBADF
     chunks = []
     for base, length in vecs:
-        data = copy_from_user(task, base, length)
-        if data is None:
-            return -E.EFAULT
+        data = copy_from_user_partial(task, base, length)
         chunks.append(data)
-    return fd_write(task, f, b"".join(chunks))
+        if len(data) < length:  # the copy stops at the first bad byte
+            if isinstance(f, (PipeEnd, Console)):
+                return -E.EFAULT
+            break
+    data = b"".join(chunks)
+    if not data and any(length for _, length in vecs):
+        return -E.EFAULT
+    return fd_write(task, f, data)
 
 
 @syscall(17, "pread64")
@@ -189,10 +200,17 @@ def sys_pread64(task: Process, fd: int, buf: int, count: int, pos: int, *_: int)
         return len(data) if copy_to_user(task, buf, data) else -E.EFAULT
     if not isinstance(f, File):
         return -E.ESPIPE
+    if f.f_flags & O_PATH or not f.readable:
+        return -E.EBADF
+    if isinstance(f, DirFile):
+        return -E.EISDIR
+    if not access_ok(buf, count):
+        return -E.EFAULT
     got = task.pread(s32(fd), min(count, MAX_RW_COUNT), pos)
     if isinstance(got, int):
         return got
-    return len(got) if copy_to_user(task, buf, got) else -E.EFAULT
+    done = copy_to_user_partial(task, buf, got)
+    return done if done or not got else -E.EFAULT
 
 
 @syscall(18, "pwrite64")
@@ -202,8 +220,15 @@ def sys_pwrite64(task: Process, fd: int, buf: int, count: int, pos: int, *_: int
         return -E.EBADF
     if not isinstance(f, File):
         return -E.ESPIPE
-    data = copy_from_user(task, buf, min(count, MAX_RW_COUNT))
-    if data is None:
+    if not f.writable:
+        return -E.EBADF
+    if s64(pos) < 0:
+        return -E.EINVAL
+    if not access_ok(buf, count):
+        return -E.EFAULT
+    count = min(count, MAX_RW_COUNT)
+    data = copy_from_user_partial(task, buf, count)
+    if count and not data:
         return -E.EFAULT
     return task.pwrite(s32(fd), data, s64(pos))
 
