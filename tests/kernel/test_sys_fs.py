@@ -609,3 +609,56 @@ def test_partial_copies_match_native(tmp_path: Path) -> None:
     """read/write/pread/pwrite/readv/writev whose buffer runs into an unmapped page."""
     native, vm, _ = both(tmp_path, PARTIAL_IO, "fs_partial")
     assert vm == native
+
+
+def test_random_calls_never_raise(tmp_path: Path) -> None:
+    """Every handler here, fed random mixes of good and bad paths, pointers, descriptors and
+    flags, returns a value or -errno (vmsim never raises because of what a guest does)."""
+    import random
+
+    (tmp_path / "d" / "e").mkdir(parents=True)
+    (tmp_path / "d" / "f").write_bytes(b"data" * 100)
+    os.symlink("f", tmp_path / "d" / "l")
+    os.symlink("loop", tmp_path / "loop")
+    os.symlink("/d/../..", tmp_path / "up")
+    outside = snapshot_dir(tmp_path.parent, exclude=tmp_path.name)
+    g = Guest(tmp_path)
+    rng = random.Random(7)
+    names = ["", "/", ".", "..", "/d", "/d/", "d/f", "/d/f", "/d/f/", "/d/l", "/d/e", "/loop",
+             "/up/x", "/new", "/d/new/", "/dev/null", "/dev/zero", "/proc", "/proc/self",
+             "/proc/self/exe", "/proc/self/fd/0", "/proc/1/maps", "/x" * 300, "n" * 256,
+             b"/d/\xff\xfe", "/d/e/../../d/./f"]
+    paths = [g.s(n) for n in names] + [0, UNMAPPED, U64, 1 << 47, g.base + 16 * 4096 - 2]
+    bufs = [g.buf(4096), 0, UNMAPPED, U64 - 100, g.base + 16 * 4096 - 20]
+    fds = [0, 1, 2, 3, 4, 5, 6, 99, U64, AT_FDCWD, 1 << 32]
+    nums = [0, 1, 2, 0o100, 0o200000 | 0o100, 0x100, 0x200, 0x1000, 0x6000, 0o777, U64,
+            1 << 31, 4096, 7, 0o20200002, 0o10000000]
+    for name in ("/d", "/d/f", "/", "/d/l"):
+        sys_fs.sys_open(g.p, g.s(name), 0o10000000 if name == "/d/l" else 0, 0)
+    handlers = [
+        (sys_stat.sys_stat, "pb"), (sys_stat.sys_lstat, "pb"), (sys_stat.sys_fstat, "fb"),
+        (sys_stat.sys_newfstatat, "fpbn"), (sys_stat.sys_statx, "fpnnb"),
+        (sys_stat.sys_access, "pn"), (sys_stat.sys_faccessat2, "fpnn"),
+        (sys_stat.sys_readlink, "pbn"), (sys_stat.sys_readlinkat, "fpbn"),
+        (sys_dir.sys_getdents64, "fbn"), (sys_dir.sys_getcwd, "bn"), (sys_dir.sys_chdir, "p"),
+        (sys_dir.sys_fchdir, "f"), (sys_dir.sys_mkdirat, "fpn"), (sys_dir.sys_unlinkat, "fpn"),
+        (sys_dir.sys_renameat2, "fpfpn"), (sys_dir.sys_symlinkat, "pfp"),
+        (sys_dir.sys_linkat, "fpfpn"), (sys_dir.sys_fchmodat, "fpn"), (sys_dir.sys_fchmod, "fn"),
+        (sys_dir.sys_truncate, "pn"), (sys_dir.sys_ftruncate, "fn"), (sys_dir.sys_fsync, "f"),
+        (sys_fs.sys_openat, "fpnn"), (sys_fs.sys_read, "fbn"), (sys_fs.sys_write, "fbn"),
+        (sys_fs.sys_pread64, "fbnn"), (sys_fs.sys_lseek, "fnn"), (sys_fs.sys_close, "f"),
+    ]
+    pick = {"p": paths, "b": bufs, "f": fds, "n": nums}
+    for _ in range(3000):
+        fn, sig = rng.choice(handlers)
+        args = [rng.choice(pick[c]) for c in sig]
+        if fn is sys_fs.sys_read or fn is sys_fs.sys_pread64:
+            args[2] = min(args[2], 1 << 16)
+        ret = fn(g.p, *args)
+        assert isinstance(ret, int) and (ret >= 0 or -ret in E.errorcode), (fn.__name__, args, ret)
+    assert g.p.alive and g.m.kernel_log == []
+    assert snapshot_dir(tmp_path.parent, exclude=tmp_path.name) == outside
+
+
+def snapshot_dir(top: Path, exclude: str) -> list[tuple[str, int]]:
+    return sorted((str(p), p.lstat().st_mtime_ns) for p in top.iterdir() if p.name != exclude)
