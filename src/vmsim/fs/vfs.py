@@ -25,7 +25,18 @@ One `Inode` per host file (keyed by device and inode number) is shared by
 every open, so every process mapping the file shares one page cache. An
 inode whose host file loses its last link is moved aside (an orphan, still
 usable by whoever has it open or mapped) so that a recycled host inode
-number gets a fresh `Inode`.
+number gets a fresh `Inode`. The host descriptor behind an inode is
+read-only unless a guest opened the file for writing, and is closed when the
+inode goes away.
+
+/dev/null, zero, full, random and urandom exist in every root (`CharDevice`,
+drivers/char/mem.c); the host's own nodes of those numbers are never opened.
+
+Where vmsim knowingly differs: attributes (inode and device numbers, times,
+owners) are the host file's; d_off in getdents64 is an index, not a hash
+cookie; a task's working directory is kept as a path, so a cwd that is
+removed (or renamed away) makes relative lookups fail with ENOENT, where
+Linux still reaches the dead directory.
 """
 
 from __future__ import annotations

@@ -1,5 +1,12 @@
-"""File system calls of real programs (fs/read_write.c, fs/open.c, fs/stat.c, fs/fcntl.c,
-fs/pipe.c, fs/ioctl.c). Every pointer goes through `uaccess` (-EFAULT on a bad one)."""
+"""Descriptors and I/O of real programs (fs/read_write.c, fs/open.c, fs/fcntl.c, fs/pipe.c,
+fs/ioctl.c). Every pointer goes through `uaccess` (-EFAULT on a bad one; reads and writes
+stop with a short count at the first bad byte, as Linux's copy routines do).
+
+The calls that look at or change names live beside this module: `sys_stat`
+(stat, statx, access, readlink) and `sys_dir` (getdents64, cwd, mkdir, rmdir,
+unlink, rename, symlink, link, chmod, truncate, fsync); paths are resolved
+inside the sandbox by `fs/vfs.py`.
+"""
 
 from __future__ import annotations
 
