@@ -59,14 +59,19 @@ def _vmsim(tmp: Path, binaries: dict[str, Path], name: str, engine: str = "unico
     return m.run("/" + name, ["/" + name], timeout=30), m
 
 
-def _same(tmp: Path, binaries: dict[str, Path], name: str) -> RunResult:
+def _same_output(tmp: Path, binaries: dict[str, Path], name: str) -> RunResult:
     native_out, native_status = _native(tmp, binaries, name)
     vm, m = _vmsim(tmp, binaries, name)
     assert not vm.timed_out
     assert (vm.stdout.decode(errors="replace"), vm.exit_code) == (
         native_out.decode(errors="replace"), native_status), vm.kernel_log
-    assert vm.stderr == b"" and vm.kernel_log == []
     m.check()  # every process gone: no frame, page table or page-cache page leaked
+    return vm
+
+
+def _same(tmp: Path, binaries: dict[str, Path], name: str) -> RunResult:
+    vm = _same_output(tmp, binaries, name)
+    assert vm.stderr == b"" and vm.kernel_log == []
     return vm
 
 
@@ -212,3 +217,84 @@ def test_waitid_against_the_host(tmp_path: Path) -> None:
     assert b"c: ret=0 errno=- signo=17 code=2 status=9" in out.native_stdout
     assert b"bad options: -1 Invalid argument" in out.native_stdout
     assert b"bad pointer: -1 Bad address\nafter the bad pointer: -1 No child" in out.native_stdout
+
+
+EXEC_EDGES = r"""#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <sys/stat.h>
+#include <unistd.h>
+static void mk(const char *name, const char *text, int mode) {
+    int fd = open(name, O_WRONLY | O_CREAT | O_TRUNC, mode);
+    write(fd, text, strlen(text)); close(fd); chmod(name, mode);
+}
+static void try(const char *what, const char *path, char **argv, char **envp) {
+    fflush(stdout);
+    pid_t p = fork();
+    if (p == 0) {
+        execve(path, argv, envp);
+        printf("%s: execve failed: %s\n", what, strerrorname_np(errno));
+        fflush(stdout); _exit(99);
+    }
+    int st; waitpid(p, &st, 0);
+    printf("%s: status %d\n", what, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+}
+int main(int argc, char **argv, char **envp) {
+    if (argc != 1 || !argv[0] || !strstr(argv[0], "execedge")) {
+        printf("child argc=%d argv0=%s envc=", argc, argv[0] ? (*argv[0] ? argv[0] : "(empty)") : "(null)");
+        int n = 0; while (envp[n]) n++;
+        printf("%d\n", n);
+        for (int i = 1; i < argc && i < 4; i++) printf(" arg %s\n", argv[i]);
+        return argc;
+    }
+    char *self[] = {"self", "a", "b", NULL};
+    char *env[] = {"A=1", NULL};
+    try("plain", "./execedge", self, env);
+    try("null argv", "./execedge", NULL, NULL);
+    char *empty[] = {NULL};
+    try("empty argv", "./execedge", empty, env);
+    mkdir("d", 0755);
+    try("directory", "d", self, env);
+    mk("noexec", "x", 0644);
+    try("no x bit", "noexec", self, env);
+    mk("text", "hello\n", 0755);
+    try("text", "text", self, env);
+    mk("s1", "#!./execedge -opt\n", 0755);
+    try("script", "s1", self, env);
+    mk("s2", "#!./missing\n", 0755);
+    try("script missing interp", "s2", self, env);
+    mk("s3", "#!./s3\n", 0755);
+    try("script loop", "s3", self, env);
+    mk("s4", "#!\n", 0755);
+    try("script empty", "s4", self, env);
+    char big[300]; memset(big, 'x', 299); big[0]='#'; big[1]='!'; big[299]=0;
+    mk("s5", big, 0755);
+    try("script long line", "s5", self, env);
+    try("missing", "./nothing", self, env);
+    try("empty path", "", self, env);
+    static char huge[200000]; memset(huge, 'y', sizeof huge - 1);
+    char *hv[] = {"self", huge, NULL};
+    try("arg 200k", "./execedge", hv, env);
+    try("bad argv ptr", "./execedge", (char **)8, env);
+    char *badarg[] = {"self", (char *)8, NULL};
+    try("bad arg string", "./execedge", badarg, env);
+    return 0;
+}
+"""
+
+
+@pytest.mark.skipif(not have("gcc"), reason="needs gcc")
+def test_execve_edge_cases_against_the_host(tmp_path: Path) -> None:
+    """execve of itself with arguments, with a NULL or empty argv (argc becomes 1 with an
+    empty argv[0]), of a directory, a file without x, a text file, #! scripts (with an
+    argument, a missing interpreter, a loop, an empty or overlong line), a missing file, an
+    empty path, a 200 kB argument, bad argv pointers: same statuses and errno names."""
+    binaries = {"execedge": build(EXEC_EDGES, "execedge", "gcc")}
+    vm = _same_output(tmp_path, binaries, "execedge")
+    assert b"null argv: status 1" in vm.stdout and b"script loop: execve failed: ELOOP" in vm.stdout
+    assert vm.kernel_log == ["process 'execedge' launched './execedge' with NULL argv: empty "
+                             "string added"]

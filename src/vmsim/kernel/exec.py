@@ -212,12 +212,20 @@ def _phdr_addr(img: ElfImage, load_bias: int) -> int:
 def do_execve(task: Process, filename: str, argv: list[bytes], envp: list[bytes],
               depth: int = 0) -> int:
     """execve(2): 0 after replacing the task's image (it starts at the new entry point when it
-    next runs), or -errno with the old image untouched."""
+    next runs), or -errno with the old image untouched. An empty argv gets one empty string,
+    so argc is 1 (do_execveat_common(), Linux 5.18+), with the kernel's one-time warning."""
     if depth > 4:
         return -E.ELOOP
     f = _open_exec(task, filename)
     if isinstance(f, int):
         return f
+    if not argv:
+        machine = task.machine
+        if not getattr(machine, "warned_null_argv", False):
+            machine.warned_null_argv = True  # type: ignore[attr-defined]
+            machine.kernel_log.append(f"process '{task.comm}' launched "
+                                      f"'{filename}' with NULL argv: empty string added")
+        argv = [b""]
     head = file_read(task.machine.kmem, f.inode, 0, BINPRM_BUF_SIZE)
     if head[:2] == b"#!":
         return _exec_script(task, filename, head, argv, envp, depth)
