@@ -662,3 +662,37 @@ def test_random_calls_never_raise(tmp_path: Path) -> None:
 
 def snapshot_dir(top: Path, exclude: str) -> list[tuple[str, int]]:
     return sorted((str(p), p.lstat().st_mtime_ns) for p in top.iterdir() if p.name != exclude)
+
+
+SENDFILE = r"""
+#include <sys/sendfile.h>
+int main(void) {
+    int in = open("/src", O_RDWR | O_CREAT | O_TRUNC, 0644);
+    for (int i = 0; i < 1000; i++) dprintf(in, "line %d\n", i);
+    int out = open("/dst", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    R(lseek(in, 0, SEEK_SET));
+    R(sendfile(out, in, 0, 100));
+    R(lseek(in, 0, SEEK_CUR));
+    off_t off = 5000;
+    R(sendfile(out, in, &off, 1 << 20)); printf("off=%ld\n", (long)off);
+    R(lseek(in, 0, SEEK_CUR));
+    R(sendfile(out, in, (off_t *)1, 10));
+    off = -1; R(sendfile(out, in, &off, 10));
+    R(sendfile(in, out, 0, 10));
+    R(sendfile(99, in, 0, 10));
+    int p[2]; pipe(p);
+    R(sendfile(p[1], in, 0, 50));
+    char buf[64]; R(read(p[0], buf, sizeof buf));
+    R(sendfile(out, p[0], 0, 10));
+    R(sendfile(out, open("/", O_RDONLY), 0, 10));
+    int app = open("/dst", O_WRONLY | O_APPEND);
+    R(sendfile(app, in, 0, 10));
+    struct stat st; fstat(out, &st); printf("dst size=%ld\n", (long)st.st_size);
+    return 0;
+}
+"""
+
+
+def test_sendfile_matches_native(tmp_path: Path) -> None:
+    native, vm, _ = both(tmp_path, SENDFILE, "fs_sendfile")
+    assert vm == native

@@ -24,6 +24,8 @@ from vmsim.kernel.uaccess import (
     copy_from_user_partial,
     copy_to_user,
     copy_to_user_partial,
+    get_user_u64,
+    put_user_u64,
     strncpy_from_user,
 )
 from vmsim.mm.filemap import File
@@ -238,6 +240,43 @@ def sys_pwrite64(task: Process, fd: int, buf: int, count: int, pos: int, *_: int
     if count and not data:
         return -E.EFAULT
     return task.pwrite(s32(fd), data, s64(pos))
+
+
+@syscall(40, "sendfile")
+def sys_sendfile(task: Process, out_fd: int, in_fd: int, offset_ptr: int, count: int,
+                 *_: int) -> int | None:
+    """do_sendfile() (fs/read_write.c): copy from a regular file (at *offset, which is
+    updated, or at its file position) to any file; -EBADF unless readable/writable, -EINVAL
+    for a source that is not a regular file or an O_APPEND destination."""
+    fin, fout = lookup_fd(task, in_fd), lookup_fd(task, out_fd)
+    if fin is None or fout is None:
+        return -E.EBADF
+    if isinstance(fin, File) and (fin.f_flags & O_PATH or not fin.readable):
+        return -E.EBADF
+    if isinstance(fout, File) and (fout.f_flags & O_PATH or not fout.writable):
+        return -E.EBADF
+    if not isinstance(fin, File) or isinstance(fin, DirFile) or fin.inode.backing is None:
+        return -E.EINVAL
+    if isinstance(fout, File) and fout.f_flags & 0o2000:
+        return -E.EINVAL
+    if offset_ptr:
+        pos = get_user_u64(task, offset_ptr)
+        if pos is None:
+            return -E.EFAULT
+        if s64(pos) < 0:
+            return -E.EINVAL
+    else:
+        pos = fin.f_pos
+    data = task.pread(s32(in_fd), min(count, MAX_RW_COUNT), pos)
+    if isinstance(data, int):
+        return data
+    n = fd_write(task, fout, data) if data else 0
+    if n is None or n < 0:
+        return n
+    if offset_ptr:
+        return n if put_user_u64(task, offset_ptr, pos + n) else -E.EFAULT
+    fin.f_pos = pos + n
+    return n
 
 
 @syscall(8, "lseek")
