@@ -696,3 +696,47 @@ int main(void) {
 def test_sendfile_matches_native(tmp_path: Path) -> None:
     native, vm, _ = both(tmp_path, SENDFILE, "fs_sendfile")
     assert vm == native
+
+
+TIMES_AND_STATFS = r"""
+#include <sys/statfs.h>
+#include <sys/time.h>
+static void mt(const char *p) {
+    struct stat st;
+    if (lstat(p, &st) < 0) { printf("%s errno=%d\n", p, errno); return; }
+    printf("%s atime=%ld.%09ld mtime=%ld.%09ld\n", p, (long)st.st_atim.tv_sec, st.st_atim.tv_nsec,
+           (long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+}
+int main(void) {
+    close(open("/f", O_CREAT | O_WRONLY, 0644));
+    R(symlink("f", "/l"));
+    struct timespec ts[2] = {{1000000000, 5}, {1200000000, 999999999}};
+    R(utimensat(AT_FDCWD, "/f", ts, 0)); mt("/f");
+    struct timespec om[2] = {{7, UTIME_OMIT}, {1300000000, 0}};
+    R(utimensat(AT_FDCWD, "/l", om, 0)); mt("/f");
+    R(utimensat(AT_FDCWD, "/l", ts, AT_SYMLINK_NOFOLLOW)); mt("/l");
+    struct timespec bad[2] = {{0, 1000000000}, {0, 0}};
+    R(utimensat(AT_FDCWD, "/f", bad, 0));
+    R(utimensat(AT_FDCWD, "/f", (void *)1, 0));
+    R(utimensat(AT_FDCWD, "/nope", ts, 0));
+    R(utimensat(AT_FDCWD, "/f", ts, 0x8));
+    int fd = open("/f", O_RDONLY);
+    ts[1].tv_sec = 1400000000;
+    R(futimens(fd, ts)); mt("/f");
+    R(syscall(SYS_utimensat, 99, 0, ts, 0));
+    struct timeval tv[2] = {{1500000000, 1}, {1500000001, 2}};
+    R(utimes("/f", tv)); mt("/f");
+    R(utimensat(AT_FDCWD, "/f", 0, 0));
+    struct statfs a, b;
+    R(statfs("/f", &a)); R(fstatfs(fd, &b));
+    printf("type %d bsize %d namelen %ld\n", a.f_type == b.f_type, a.f_bsize == b.f_bsize, (long)a.f_namelen);
+    R(statfs("/nope", &a));
+    R(fstatfs(99, &a));
+    return 0;
+}
+"""
+
+
+def test_times_and_statfs_match_native(tmp_path: Path) -> None:
+    native, vm, _ = both(tmp_path, TIMES_AND_STATFS, "fs_times")
+    assert vm == native
