@@ -257,3 +257,15 @@ def test_guest_escapes_behave_as_in_a_chroot(tmp_path: Path) -> None:
     assert "SECRET" not in vm
     assert "guest-passwd" in vm
     assert snapshot(outside) == before
+
+
+def test_no_setuid_files_on_the_host(tmp_path: Path) -> None:
+    """A guest's chmod u+s / g+s, or a creation mode with them, never reaches the host file."""
+    (tmp_path / "d").mkdir()
+    vfs = Machine(memory="16M", root=tmp_path).vfs
+    assert not isinstance(vfs.open("/f", O_WRONLY | O_CREAT, 0o6755), int)
+    assert (tmp_path / "f").stat().st_mode & 0o7777 == 0o755
+    assert vfs.chmod("/f", 0o4711) == 0
+    assert (tmp_path / "f").stat().st_mode & 0o7777 == 0o711
+    assert vfs.chmod("/d", 0o3775) == 0  # setgid and sticky directories are fine
+    assert (tmp_path / "d").stat().st_mode & 0o7777 == 0o3775

@@ -36,7 +36,8 @@ Where vmsim knowingly differs: attributes (inode and device numbers, times,
 owners) are the host file's; d_off in getdents64 is an index, not a hash
 cookie; a task's working directory is kept as a path, so a cwd that is
 removed (or renamed away) makes relative lookups fail with ENOENT, where
-Linux still reaches the dead directory.
+Linux still reaches the dead directory. chmod and file creation drop the
+set-user-ID and set-group-ID bits of non-directories (the sandbox's rule).
 """
 
 from __future__ import annotations
@@ -285,6 +286,9 @@ class Vfs:
         old = os.umask(0o022)
         os.umask(old)
         self.host_umask = old
+        #: Guests may not make set-user-ID or set-group-ID files on the host: other host
+        #: users could run them with vmsim's identity (root's, if vmsim runs as root).
+        self.file_mode_mask = 0o1777
 
     # ---- path walk (fs/namei.c) --------------------------------------------------------------
     def _start(self) -> Nameidata | int:
@@ -629,14 +633,14 @@ class Vfs:
             try:
                 if creat:
                     fd = os.open(nd.last, host | os.O_CREAT | (os.O_EXCL if flags & O_EXCL else 0),
-                                 mode & 0o7777, dir_fd=nd.dir_fd)
+                                 mode & self.file_mode_mask, dir_fd=nd.dir_fd)
                 else:
                     fd = os.open(nd.last, host, dir_fd=nd.dir_fd)
             except OSError as exc:
                 return _errno(exc)
-            if created and mode & 0o7777 & self.host_umask:
+            if created and mode & self.file_mode_mask & self.host_umask:
                 try:
-                    os.fchmod(fd, mode & 0o7777)
+                    os.fchmod(fd, mode & self.file_mode_mask)
                 except OSError:
                     pass
             return fd, created
@@ -656,7 +660,7 @@ class Vfs:
             except OSError as exc:
                 return _errno(exc)
             try:
-                os.fchmod(fd, mode & 0o7777)
+                os.fchmod(fd, mode & self.file_mode_mask)
             except OSError:
                 pass
             nd.last_type = LAST_DOT
@@ -777,6 +781,9 @@ class Vfs:
         if self.read_only:
             return -E.EROFS
         try:
+            st = os.fstat(fd)
+            if not S.S_ISDIR(st.st_mode):
+                mode &= self.file_mode_mask
             os.chmod(f"/proc/self/fd/{fd}", mode & 0o7777)
             st = os.fstat(fd)
         except OSError as exc:
