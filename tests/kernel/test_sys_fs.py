@@ -740,3 +740,32 @@ int main(void) {
 def test_times_and_statfs_match_native(tmp_path: Path) -> None:
     native, vm, _ = both(tmp_path, TIMES_AND_STATFS, "fs_times")
     assert vm == native
+
+
+OWNERS = r"""
+static void own(const char *p) {
+    struct stat st; lstat(p, &st); printf("%s uid=%u gid=%u mode=%o\n", p, st.st_uid, st.st_gid, st.st_mode);
+}
+int main(void) {
+    close(open("/f", O_CREAT | O_WRONLY, 0755));
+    R(symlink("f", "/l"));
+    R(chown("/f", 1234, 5678)); own("/f");
+    R(lchown("/l", 42, -1)); own("/l"); own("/f");
+    R(chown("/l", -1, 99)); own("/f");
+    int fd = open("/f", O_RDONLY);
+    R(fchown(fd, 0, 0)); own("/f");
+    R(fchownat(AT_FDCWD, "/l", 7, 7, AT_SYMLINK_NOFOLLOW)); own("/l");
+    R(fchownat(AT_FDCWD, "/l", 7, 7, 0x8));
+    R(chown("/nope", 1, 1));
+    R(fchown(99, 1, 1));
+    R(fchownat(fd, "", 3, 3, AT_EMPTY_PATH)); own("/f");
+    return 0;
+}
+"""
+
+
+def test_ownership_matches_native(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("changing owners needs a privileged host user")
+    native, vm, _ = both(tmp_path, OWNERS, "fs_owners")
+    assert vm == native

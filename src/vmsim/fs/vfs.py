@@ -799,6 +799,35 @@ class Vfs:
             return -E.EBADF
         return self._chmod_fd(backing.fd, mode)
 
+    def chown(self, path: str, uid: int, gid: int, follow: bool = True) -> int:
+        """chown_common() on the object found (-1 leaves an id unchanged)."""
+        nd = self.lookup(path, follow)
+        if isinstance(nd, int):
+            return nd
+        try:
+            if self.read_only:
+                return -E.EROFS
+            dfd, name = nd.at()
+            try:
+                os.chown(name, uid, gid, dir_fd=dfd, follow_symlinks=False)
+            except OSError as exc:
+                return _errno(exc)
+            return 0
+        finally:
+            nd.close()
+
+    def fchown(self, f: File, uid: int, gid: int) -> int:
+        backing = f.inode.backing
+        if not isinstance(backing, VfsBacking):
+            return -E.EBADF
+        if self.read_only:
+            return -E.EROFS
+        try:
+            os.chown(f"/proc/self/fd/{backing.fd}", uid, gid)
+        except OSError as exc:
+            return _errno(exc)
+        return 0
+
     def truncate(self, path: str, length: int) -> int:
         """do_sys_truncate(): by path, through the page cache of the file's one Inode."""
         nd = self.lookup(path)

@@ -1,5 +1,5 @@
 """Directories and names: getdents64, getcwd, chdir, mkdir, rmdir, unlink, rename, symlink,
-link, chmod, truncate, fsync (fs/readdir.c, fs/d_path.c, fs/open.c, fs/namei.c, fs/sync.c).
+link, chmod, chown, truncate, fsync (fs/readdir.c, fs/d_path.c, fs/open.c, fs/namei.c, fs/sync.c).
 
 Each call copies its paths (`sys_stat.user_path`), checks its flags in
 Linux's order and hands the lookup and the change to `fs/vfs.py`, which
@@ -22,6 +22,7 @@ from vmsim.kernel.sys_stat import (
     AT_FDCWD,
     AT_REMOVEDIR,
     AT_SYMLINK_FOLLOW,
+    AT_SYMLINK_NOFOLLOW,
     at_path,
     proc_normalise,
     user_path,
@@ -361,3 +362,53 @@ def sys_fsync(task: Process, fd: int, *_: int) -> int:
 @syscall(75, "fdatasync")
 def sys_fdatasync(task: Process, fd: int, *_: int) -> int:
     return vfs_fsync(task, fd, True)
+
+
+# ---- ownership ----------------------------------------------------------------------------------
+def _ids(uid: int, gid: int) -> tuple[int, int]:
+    """uid/gid arguments as the host wants them (-1, i.e. 0xFFFFFFFF, leaves one unchanged)."""
+    u, g = uid & 0xFFFF_FFFF, gid & 0xFFFF_FFFF
+    return (-1 if u == 0xFFFF_FFFF else u), (-1 if g == 0xFFFF_FFFF else g)
+
+
+def do_fchownat(task: Process, dfd: int, path: int, uid: int, gid: int, flags: int) -> int:
+    """do_fchownat(): AT_SYMLINK_NOFOLLOW changes a symlink itself; the host decides EPERM."""
+    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        return -E.EINVAL
+    ptr = user_path(task, path, bool(flags & AT_EMPTY_PATH))
+    if isinstance(ptr, int):
+        return ptr
+    if not ptr:
+        return sys_fchown(task, dfd, uid, gid)
+    name = at_path(task, dfd, ptr)
+    if isinstance(name, int):
+        return name
+    if proc_normalise(name) is not None:
+        return -E.EPERM
+    return task.machine.vfs.chown(name, *_ids(uid, gid), not flags & AT_SYMLINK_NOFOLLOW)
+
+
+@syscall(92, "chown")
+def sys_chown(task: Process, path: int, uid: int, gid: int, *_: int) -> int:
+    return do_fchownat(task, AT_FDCWD, path, uid, gid, 0)
+
+
+@syscall(94, "lchown")
+def sys_lchown(task: Process, path: int, uid: int, gid: int, *_: int) -> int:
+    return do_fchownat(task, AT_FDCWD, path, uid, gid, AT_SYMLINK_NOFOLLOW)
+
+
+@syscall(260, "fchownat")
+def sys_fchownat(task: Process, dfd: int, path: int, uid: int, gid: int, flags: int,
+                 *_: int) -> int:
+    return do_fchownat(task, dfd, path, uid, gid, s32(flags))
+
+
+@syscall(93, "fchown")
+def sys_fchown(task: Process, fd: int, uid: int, gid: int, *_: int) -> int:
+    f = _fd(task, fd)
+    if f is None or (isinstance(f, File) and f.f_flags & O_PATH):
+        return -E.EBADF
+    if not isinstance(f, File) or not isinstance(f.inode.backing, VfsBacking):
+        return 0
+    return task.machine.vfs.fchown(f, *_ids(uid, gid))
