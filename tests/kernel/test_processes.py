@@ -240,12 +240,15 @@ EXIT_FIRST = r"""
 int main(void) {
   setvbuf(stdout, 0, _IONBF, 0);
   int p[2]; pipe(p);
+  int chain[4][2]; for (int i = 0; i < 4; i++) pipe(chain[i]);
   for (int i = 0; i < 3; i++) {
     if (fork() == 0) {
       close(p[1]);
       char x; ssize_t n = read(p[0], &x, 1);  /* EOF when the parent is gone */
-      usleep(1000 * (i + 1));
+      if (i > 0) read(chain[i][0], &x, 1);    /* then in turn, each after the one before */
+      usleep(1000);
       printf("child %d: read %zd, still running after the parent\n", i, n);
+      write(chain[i + 1][1], "t", 1);
       _exit(0);
     }
   }

@@ -67,10 +67,11 @@ def _host_line(binary: Path, arg: str) -> tuple[str, str] | None:
         log = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    for m in LINE.finditer(log):
+    found = None
+    for m in LINE.finditer(log):  # the last line of that pid (pids are reused)
         if int(m.group(1)) == proc.pid:
-            return m.group(2), m.group(5)
-    return None
+            found = m.group(2), m.group(5)
+    return found
 
 
 @pytest.mark.parametrize("case", sorted(ERRORS))
@@ -466,3 +467,40 @@ int main(void) {
 @pytest.mark.parametrize("compiler", compilers(musl=True))
 def test_sigaltstack_flags_autodisarm(tmp_path: Path, compiler: str) -> None:
     same(tmp_path, ALTSTACK, "altstack", compiler=compiler)
+
+
+QUEUE = r"""
+static int seen[16], n;
+static void h(int sig, siginfo_t *si, void *uc) {
+  if (n < 16) seen[n++] = sig * 1000 + (si->si_code == SI_QUEUE ? si->si_value.sival_int : 0);
+}
+int main(void) {
+  struct sigaction sa; memset(&sa, 0, sizeof sa); sa.sa_sigaction = h; sa.sa_flags = SA_SIGINFO;
+  int rt = SIGRTMIN + 2;
+  sigaction(rt, &sa, 0); sigaction(SIGUSR1, &sa, 0); sigaction(SIGRTMIN + 1, &sa, 0);
+  sigset_t set; sigemptyset(&set);
+  sigaddset(&set, rt); sigaddset(&set, SIGUSR1); sigaddset(&set, SIGRTMIN + 1);
+  sigprocmask(SIG_BLOCK, &set, 0);
+  for (int i = 1; i <= 3; i++) {
+    union sigval v = {.sival_int = i};
+    sigqueue(getpid(), rt, v);
+    sigqueue(getpid(), SIGUSR1, v);
+  }
+  union sigval v = {.sival_int = 9};
+  sigqueue(getpid(), SIGRTMIN + 1, v);
+  raise(SIGUSR1);
+  sigprocmask(SIG_UNBLOCK, &set, 0);
+  printf("delivered %d:", n);
+  for (int i = 0; i < n; i++) printf(" %d", seen[i] - (seen[i] >= SIGRTMIN * 1000 ? SIGRTMIN * 1000 : 0));
+  printf("\n");
+  siginfo_t si; memset(&si, 0, sizeof si);
+  si.si_code = SI_USER;
+  long r = syscall(SYS_rt_sigqueueinfo, getppid(), SIGUSR1, &si);
+  printf("forged SI_USER for another process: %ld errno %d\n", r, errno);
+  return 0;
+}
+"""
+
+
+def test_realtime_signals_queue(tmp_path: Path) -> None:
+    same(tmp_path, "#include <sys/syscall.h>\n" + QUEUE, "rt-queue")

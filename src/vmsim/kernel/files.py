@@ -134,7 +134,8 @@ class PipeEnd:
             done = got[1]
         total = len(data)
         if p.readers == 0:
-            send_signal(task, SigInfo(SIGPIPE, SI_USER, pid=task.pid, uid=task.cred_uid))
+            send_signal(task, SigInfo(SIGPIPE, SI_USER, pid=task.pid, uid=task.cred_uid,
+                                      private=True))
             return done if done else -E.EPIPE
         if done == 0 and total == 0:
             return 0

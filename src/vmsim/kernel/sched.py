@@ -32,6 +32,7 @@ from vmsim.kernel.signal import (
     SIGKILL,
     SigInfo,
     do_signal,
+    has_pending,
     send_signal,
     sigbit,
 )
@@ -176,6 +177,8 @@ class Scheduler:
                        or self.sigwait_mask.get(task.pid, 0) & sigbit(s)
                        for s in task.signal.pending):
                     self.wake(task)
+            elif has_pending(task):
+                self.runqueue.appendleft(task)  # a signal to itself: acted on before user mode
             else:
                 self.runqueue.append(task)
             over = machine.max_instructions and machine.insns >= machine.max_instructions  # type: ignore[attr-defined]
@@ -346,7 +349,8 @@ class Scheduler:
         if signo:
             for target in targets:
                 send_signal(target, SigInfo(signo, SI_USER if not exact else SI_TKILL,
-                                            pid=sender.pid, uid=sender.cred_uid))
+                                            pid=sender.pid, uid=sender.cred_uid,
+                                            private=exact))
         if any(t is sender for t in targets):
             sender.need_stop = True
         return 0

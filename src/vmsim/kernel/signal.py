@@ -24,6 +24,9 @@ SIGHUP, SIGINT, SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE = 1, 2, 3, 4, 
 SIGKILL, SIGUSR1, SIGSEGV, SIGUSR2, SIGPIPE, SIGALRM, SIGTERM = 9, 10, 11, 12, 13, 14, 15
 SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG = 17, 18, 19, 20, 21, 22, 23
 SIGXCPU, SIGXFSZ, SIGWINCH, SIGSYS = 24, 25, 28, 31
+SIGRTMIN = 32
+#: Signals a faulting instruction raises (dequeue_synchronous_signal()).
+SYNCHRONOUS = frozenset({SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP})
 NSIG = 64
 
 SIG_DFL, SIG_IGN = 0, 1
@@ -34,7 +37,7 @@ SS_ONSTACK, SS_DISABLE, SS_AUTODISARM = 1, 2, 1 << 31
 SS_FLAG_BITS = SS_AUTODISARM
 MINSIGSTKSZ = 2048
 
-SI_USER, SI_KERNEL, SI_TKILL = 0, 0x80, -6
+SI_USER, SI_KERNEL, SI_QUEUE, SI_TKILL = 0, 0x80, -1, -6
 CLD_EXITED, CLD_KILLED, CLD_DUMPED = 1, 2, 3
 
 NAMES = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT",
@@ -79,6 +82,10 @@ class SigInfo:
     signo: int
     code: int = SI_USER
     addr: int = 0  # SIGSEGV, SIGBUS, SIGILL, SIGFPE
+    raw: bytes = b""  # a siginfo given by the sender (rt_sigqueueinfo), sent as it is
+    #: sent to the thread (tkill, tgkill, faults, SIGPIPE: task->pending) rather than to the
+    #: process (kill, sigqueue, SIGCHLD, SIGALRM: signal->shared_pending)
+    private: bool = False
     pid: int = 0  # SI_USER, SIGCHLD
     uid: int = 0
     status: int = 0  # SIGCHLD
@@ -91,6 +98,8 @@ class SigInfo:
 
     def pack(self) -> bytes:
         """The 128-byte struct siginfo the kernel copies to user space."""
+        if self.raw:
+            return struct.pack("<i", self.signo) + self.raw[4:128]
         head = struct.pack("<iii4x", self.signo, 0, self.code)
         if self.signo in (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP) and self.code > 0:
             body = struct.pack("<Q", self.addr)
@@ -105,13 +114,62 @@ class SigInfo:
 class SignalState:
     """A task's signal state: pending, blocked, actions, alternate stack."""
 
+    #: the oldest pending instance of each signal ...
     pending: dict[int, SigInfo] = field(default_factory=dict)
+    #: ... and the others, oldest first. Real-time signals queue; a standard signal has at
+    #: most one instance in each of Linux's two sets (the thread's and the process's), so a
+    #: tkill and a kill of the same blocked signal are both delivered.
+    queued: dict[int, list[SigInfo]] = field(default_factory=dict)
     blocked: int = 0
     actions: dict[int, SigAction] = field(default_factory=dict)
     #: sas_ss_sp, sas_ss_flags (as last set: 0, SS_DISABLE or SS_AUTODISARM), sas_ss_size;
     #: a size of 0 means there is none
     altstack: tuple[int, int, int] = (0, 0, 0)
     saved_fpu: dict[int, object] = field(default_factory=dict)  # frame address -> FPU state
+
+    def instances(self, signo: int) -> list[SigInfo]:
+        head = self.pending.get(signo)
+        return [] if head is None else [head, *self.queued.get(signo, ())]
+
+    def enqueue(self, info: SigInfo) -> bool:
+        """Add a pending instance (False if a standard signal is already in that set)."""
+        got = self.instances(info.signo)
+        if info.signo < SIGRTMIN and any(i.private == info.private for i in got):
+            return False
+        if got:
+            self.queued.setdefault(info.signo, []).append(info)
+        else:
+            self.pending[info.signo] = info
+        return True
+
+    def dequeue(self, signo: int) -> SigInfo:
+        """Take the oldest instance of `signo` off the queue, the thread's before the
+        process's (dequeue_signal() looks at task->pending first)."""
+        got = self.instances(signo)
+        pick = next((i for i in got if i.private), got[0])
+        rest = [i for i in got if i is not pick]
+        self.queued.pop(signo, None)
+        self.pending.pop(signo)
+        if rest:
+            self.pending[signo] = rest[0]
+            if rest[1:]:
+                self.queued[signo] = rest[1:]
+        return pick
+
+    def next_signal(self, ready: list[int]) -> int:
+        """next_signal(): among deliverable signals, the thread's own first, synchronous
+        (fault) signals first within a set, then the lowest number."""
+        def key(s: int) -> tuple[bool, bool, int]:
+            insts = self.instances(s)
+            private = any(i.private for i in insts)
+            sync = s in SYNCHRONOUS and any(i.private and i.code > 0 for i in insts)
+            return (not private, not sync, s)
+        return min(ready, key=key)
+
+    def discard(self, signo: int) -> None:
+        """Forget every pending instance of `signo` (it became ignored)."""
+        self.pending.pop(signo, None)
+        self.queued.pop(signo, None)
 
     def action(self, signo: int) -> SigAction:
         return self.actions.get(signo) or SigAction()
@@ -126,7 +184,8 @@ class SignalState:
 
     def copy(self) -> SignalState:
         """fork(): actions, mask and alternate stack are inherited; pending signals are not."""
-        return SignalState({}, self.blocked, dict(self.actions), self.altstack)
+        return SignalState(blocked=self.blocked, actions=dict(self.actions),
+                           altstack=self.altstack)
 
 
 def _s32(value: int) -> int:
@@ -154,7 +213,7 @@ def send_signal(task: Process, info: SigInfo) -> None:
     if not task.alive or sig_ignored(task, info.signo):
         return
     sig = task.signal
-    sig.pending.setdefault(info.signo, info)
+    sig.enqueue(info)
     bit = sigbit(info.signo)
     waiting = task.machine.sched.sigwait_mask.get(task.pid, 0)
     if info.signo == SIGKILL or not sig.blocked & bit or waiting & bit:
@@ -171,7 +230,12 @@ def force_sig_fault(task: Process, signo: int, code: int, addr: int, trapno: int
     if sig.blocked & sigbit(signo) or act.handler == SIG_IGN:
         sig.actions[signo] = SigAction()
         sig.blocked &= ~sigbit(signo)
-    sig.pending[signo] = SigInfo(signo, code, addr, trapno=trapno, error_code=error_code)
+    info = SigInfo(signo, code, addr, trapno=trapno, error_code=error_code, private=True)
+    old = [i for i in sig.instances(signo) if not i.private]  # a kill()ed one stays queued
+    sig.pending[signo] = info
+    sig.queued.pop(signo, None)
+    if old:
+        sig.queued[signo] = old[:1]
     task.need_stop = True
 
 
@@ -213,11 +277,8 @@ def _do_signal(task: Process) -> None:
                        if s in (SIGKILL, SIGSTOP) or not sig.blocked & sigbit(s))
         if not ready:
             return
-        # Synchronous (fault) signals first, as dequeue_synchronous_signal() does.
-        sync = [s for s in ready if sig.pending[s].code > 0 and s in (SIGSEGV, SIGBUS, SIGILL,
-                                                                      SIGFPE, SIGTRAP)]
-        signo = (sync or ready)[0]
-        info = sig.pending.pop(signo)
+        signo = sig.next_signal(ready)
+        info = sig.dequeue(signo)
         act = sig.action(signo)
         if signo in (SIGKILL, SIGSTOP) or act.handler == SIG_DFL:
             if signo in DEFAULT_IGNORE:
@@ -237,7 +298,8 @@ def _do_signal(task: Process) -> None:
         if not act.flags & SA_NODEFER:
             mask |= sigbit(signo)
         sig.blocked |= mask & ~(sigbit(SIGKILL) | sigbit(SIGSTOP))
-        return  # one frame per return to user mode; the rest wait for the next return
+        # exit_to_user_mode_loop() repeats while signals are pending: every deliverable
+        # signal gets its frame now, nested, so the last one's handler runs first.
 
 
 #: Calls that return -ERESTARTNOHAND when a signal interrupts them: a handler makes them

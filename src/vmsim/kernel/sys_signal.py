@@ -9,16 +9,19 @@ from typing import TYPE_CHECKING
 from vmsim.kernel.signal import (
     NSIG,
     SA_RESTORER,
+    SI_TKILL,
     SIG_DFL,
     SIG_IGN,
     SIGKILL,
     SIGSTOP,
     SS_FLAG_BITS,
     SigAction,
+    SigInfo,
     _s32,
     do_sigaltstack,
     has_pending,
     sas_ss_flags,
+    send_signal,
     sigbit,
     sys_rt_sigreturn,
 )
@@ -57,7 +60,7 @@ def sys_rt_sigaction(task: Process, sig: int, act: int, oact: int, sigsetsize: i
     if new is not None:
         task.signal.actions[signo] = new
         if new.handler == SIG_IGN or (new.handler == SIG_DFL and signo in (17, 18, 23, 28)):
-            task.signal.pending.pop(signo, None)  # setting SIG_IGN discards a pending signal
+            task.signal.discard(signo)  # setting SIG_IGN discards a pending signal
     return 0
 
 
@@ -162,7 +165,7 @@ def sys_rt_sigtimedwait(task: Process, uthese: int, uinfo: int, uts: int, sigset
     if ready:
         sched.wakeups.pop(task.pid, None)
         sched.sigwait_mask.pop(task.pid, None)
-        info = task.signal.pending.pop(ready[0])
+        info = task.signal.dequeue(ready[0])
         if uinfo and not copy_to_user(task, uinfo, info.pack()):
             return -E.EFAULT
         return info.signo
@@ -270,6 +273,41 @@ def sys_sigaltstack(task: Process, uss: int, uoss: int, *_: int) -> int:
     if uoss and not copy_to_user(task, uoss, old):
         return -E.EFAULT
     return 0
+
+
+def _sigqueueinfo(task: Process, pid: int, tid: int, signo: int, uinfo: int) -> int:
+    """do_rt_sigqueueinfo(): send `signo` with the caller's siginfo (si_value and all). Only
+    codes below 0 other than SI_TKILL may be forged for another process (else EPERM)."""
+    if not 0 <= signo <= NSIG:
+        return -E.EINVAL
+    raw = copy_from_user(task, uinfo, 128)
+    if raw is None:
+        return -E.EFAULT
+    (code,) = struct.unpack_from("<i", raw, 8)
+    if (code >= 0 or code == SI_TKILL) and pid != task.pid:
+        return -E.EPERM
+    sched = task.machine.sched
+    target = sched.find(tid if tid else pid)
+    if target is None or (tid and target.pid != pid):
+        return -E.ESRCH
+    if signo:
+        send_signal(target, SigInfo(signo, code, raw=raw, private=bool(tid)))
+        if target is task:
+            task.need_stop = True
+    return 0
+
+
+@syscall(129, "rt_sigqueueinfo")
+def sys_rt_sigqueueinfo(task: Process, pid: int, sig: int, uinfo: int, *_: int) -> int:
+    return _sigqueueinfo(task, s32(pid), 0, s32(sig), uinfo)
+
+
+@syscall(297, "rt_tgsigqueueinfo")
+def sys_rt_tgsigqueueinfo(task: Process, tgid: int, tid: int, sig: int, uinfo: int,
+                          *_: int) -> int:
+    if s32(tgid) <= 0 or s32(tid) <= 0:
+        return -E.EINVAL
+    return _sigqueueinfo(task, s32(tgid), s32(tid), s32(sig), uinfo)
 
 
 @syscall(200, "tkill")
