@@ -200,6 +200,8 @@ def test_read_only_root(tmp_path: Path) -> None:
     assert vfs.open("/new", O_WRONLY | O_CREAT) == -E.EROFS
     assert not isinstance(vfs.open("/f", O_RDONLY), int)
     assert vfs.mkdir("/x", 0o755) == -E.EROFS
+    assert vfs.mkdir("/f", 0o755) == -E.EEXIST
+    assert vfs.symlink("t", "/f") == -E.EEXIST
     assert vfs.unlink("/f") == -E.EROFS
     assert vfs.rename("/f", "/g") == -E.EROFS
     assert vfs.chmod("/f", 0o600) == -E.EROFS

@@ -919,8 +919,8 @@ class Vfs:
         try:
             if nd.last_type != LAST_NORM:
                 return -E.EEXIST
-            if self.read_only:
-                return -E.EROFS
+            if self.read_only:  # filename_create() reports EEXIST before EROFS
+                return -E.EEXIST if self._key_at(nd.dir_fd, nd.last) else -E.EROFS
             name = nd.last + ("/" if nd.trailing else "")
             try:
                 os.mkdir(name, mode & 0o1777, dir_fd=nd.dir_fd)
@@ -990,7 +990,7 @@ class Vfs:
             if nd.last_type != LAST_NORM:
                 return -E.EEXIST
             if self.read_only:
-                return -E.EROFS
+                return -E.EEXIST if self._key_at(nd.dir_fd, nd.last) else -E.EROFS
             try:
                 os.symlink(target.encode("utf-8", "surrogateescape"),
                            (nd.last + ("/" if nd.trailing else "")).encode("utf-8", "surrogateescape"),
