@@ -504,3 +504,75 @@ int main(void) {
 
 def test_realtime_signals_queue(tmp_path: Path) -> None:
     same(tmp_path, "#include <sys/syscall.h>\n" + QUEUE, "rt-queue")
+
+
+EDGES = r"""
+#include <sys/syscall.h>
+#include <sys/time.h>
+#define T(name, call) do { errno = 0; long r_ = (long)(call); \
+  printf("%-34s %ld %d\n", name, r_, r_ < 0 ? errno : 0); } while (0)
+int main(void) {
+  setvbuf(stdout, 0, _IONBF, 0);
+  char buf[256] = {0};
+  unsigned long all = ~0ul;
+  T("sigaction sig 0", syscall(SYS_rt_sigaction, 0, 0, buf, 8));
+  T("sigaction sig 64", syscall(SYS_rt_sigaction, 64, 0, buf, 8));
+  T("sigaction sig 65", syscall(SYS_rt_sigaction, 65, 0, buf, 8));
+  T("sigaction sig -1", syscall(SYS_rt_sigaction, -1, 0, buf, 8));
+  T("sigaction setsize 4", syscall(SYS_rt_sigaction, SIGUSR1, 0, buf, 4));
+  T("sigaction setsize 16", syscall(SYS_rt_sigaction, SIGUSR1, 0, buf, 16));
+  T("sigaction SIGKILL query", syscall(SYS_rt_sigaction, SIGKILL, 0, buf, 8));
+  T("sigaction SIGSTOP set", syscall(SYS_rt_sigaction, SIGSTOP, buf, 0, 8));
+  T("sigprocmask how 3", syscall(SYS_rt_sigprocmask, 3, &all, 0, 8));
+  T("sigprocmask how -1 no set", syscall(SYS_rt_sigprocmask, -1, 0, buf, 8));
+  T("sigprocmask setsize 7", syscall(SYS_rt_sigprocmask, SIG_BLOCK, &all, 0, 7));
+  T("block everything", syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, 0, 8));
+  unsigned long now = 0;
+  T("mask read back", syscall(SYS_rt_sigprocmask, SIG_SETMASK, 0, &now, 8));
+  printf("KILL/STOP never blocked: %d %d\n", !!(now & (1ul << (SIGKILL - 1))),
+         !!(now & (1ul << (SIGSTOP - 1))));
+  unsigned long none = 0;
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, 0, 8);
+  T("sigpending setsize 9", syscall(SYS_rt_sigpending, buf, 9));
+  T("sigpending setsize 4", syscall(SYS_rt_sigpending, buf, 4));
+  T("sigsuspend setsize 4", syscall(SYS_rt_sigsuspend, &none, 4));
+  struct timespec bad = {0, -1}, neg = {-1, 0};
+  T("sigtimedwait nsec -1", syscall(SYS_rt_sigtimedwait, &all, 0, &bad, 8));
+  T("sigtimedwait sec -1", syscall(SYS_rt_sigtimedwait, &all, 0, &neg, 8));
+  T("sigtimedwait setsize 4", syscall(SYS_rt_sigtimedwait, &all, 0, 0, 4));
+  struct timespec zero = {0, 0};
+  T("sigtimedwait zero timeout", syscall(SYS_rt_sigtimedwait, &all, 0, &zero, 8));
+  T("kill sig -1", syscall(SYS_kill, getpid(), -1));
+  T("kill sig 65", syscall(SYS_kill, getpid(), 65));
+  T("kill INT_MIN pid", syscall(SYS_kill, -2147483647 - 1, 0));
+  T("kill no such group", syscall(SYS_kill, -99999, 0));
+  T("tgkill tid 0", syscall(SYS_tgkill, getpid(), 0, 0));
+  T("tgkill tgid -5", syscall(SYS_tgkill, -5, getpid(), 0));
+  T("tgkill wrong tgid", syscall(SYS_tgkill, getpid() + 1000, getpid(), 0));
+  T("tkill tid -1", syscall(SYS_tkill, -1, 0));
+  T("tkill self sig 0", syscall(SYS_tkill, getpid(), 0));
+  T("sigqueueinfo bad info", syscall(SYS_rt_sigqueueinfo, getpid(), SIGUSR1, (void *)8));
+  T("sigqueueinfo sig 99", syscall(SYS_rt_sigqueueinfo, getpid(), 99, buf));
+  T("setitimer which 7", syscall(SYS_setitimer, 7, 0, 0));
+  struct itimerval it = {{0, 0}, {0, 1000000}};
+  T("setitimer usec 1000000", syscall(SYS_setitimer, ITIMER_REAL, &it, 0));
+  T("setitimer NULL value", syscall(SYS_setitimer, ITIMER_REAL, 0, buf));
+  T("getitimer which -1", syscall(SYS_getitimer, -1, buf));
+  T("alarm 0 when none", syscall(SYS_alarm, 0));
+  T("alarm huge", syscall(SYS_alarm, 4000000000u));
+  T("alarm cancel huge", syscall(SYS_alarm, 0));
+  stack_t ss = {.ss_sp = buf, .ss_size = 1 << 20, .ss_flags = 4};
+  T("sigaltstack flags 4", syscall(SYS_sigaltstack, &ss, 0));
+  ss.ss_flags = SS_ONSTACK;
+  T("sigaltstack SS_ONSTACK accepted", syscall(SYS_sigaltstack, &ss, 0));
+  ss.ss_flags = SS_DISABLE | SS_ONSTACK;
+  T("sigaltstack DISABLE|ONSTACK", syscall(SYS_sigaltstack, &ss, 0));
+  T("pause with a pending ignored sig", (signal(SIGCHLD, SIG_IGN), raise(SIGCHLD)));
+  printf("alive\n");
+  return 0;
+}
+"""
+
+
+def test_signal_call_edge_cases(tmp_path: Path) -> None:
+    same(tmp_path, EDGES, "signal-edges")

@@ -312,6 +312,8 @@ def sys_rt_tgsigqueueinfo(task: Process, tgid: int, tid: int, sig: int, uinfo: i
 
 @syscall(200, "tkill")
 def sys_tkill(task: Process, tid: int, sig: int, *_: int) -> int:
+    if s32(tid) <= 0:
+        return -E.EINVAL
     return task.machine.sched.kill(task, s32(tid), s32(sig), exact=True)
 
 
