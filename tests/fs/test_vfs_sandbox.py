@@ -146,8 +146,9 @@ def test_directory_swapped_for_a_symlink_mid_walk(tree: tuple[Vfs, Path, Path],
     real = Vfs._lookup_one
     swapped = []
 
-    def racing(self: Vfs, nd: vfs_mod.Nameidata, name: str, follow: bool) -> int | str:
-        got = real(self, nd, name, follow)
+    def racing(self: Vfs, nd: vfs_mod.Nameidata, name: str, follow: bool,
+               dir_likely: bool = False) -> int | str:
+        got = real(self, nd, name, follow, dir_likely)
         if name == "d" and not swapped:
             os.rename(root / "d", root / "d_old")
             os.symlink(str(outside), root / "d")

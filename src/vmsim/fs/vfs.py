@@ -215,10 +215,11 @@ class Nameidata:
         return self.stack[-1][1]
 
     def close(self) -> None:
+        """Close the walk's descriptors (the root's belongs to the Vfs)."""
         if self.leaf is not None:
             os.close(self.leaf[1])
             self.leaf = None
-        for _, fd in self.stack:
+        for _, fd in self.stack[1:]:
             os.close(fd)
         self.stack = []
 
@@ -283,6 +284,8 @@ class Vfs:
         self.read_only = read_only
         self.inodes: dict[tuple[int, ...], Inode] = {}
         self._orphans = 0
+        self._root_fd: int | None = None
+        self._root_for: Path | None = None
         old = os.umask(0o022)
         os.umask(old)
         self.host_umask = old
@@ -292,20 +295,46 @@ class Vfs:
 
     # ---- path walk (fs/namei.c) --------------------------------------------------------------
     def _start(self) -> Nameidata | int:
+        """A walk at the root (whose O_PATH descriptor the Vfs keeps open)."""
         if self.root is None:
             return -E.ENOENT
-        try:
-            return Nameidata(os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
-        except OSError as exc:
-            return _errno(exc)
+        if self._root_fd is None or self._root_for != self.root:
+            self._close_root()
+            try:
+                self._root_fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError as exc:
+                return _errno(exc)
+            self._root_for = self.root
+        return Nameidata(self._root_fd)
 
-    def _lookup_one(self, nd: Nameidata, name: str, follow: bool) -> int | str:
+    def _close_root(self) -> None:
+        if self._root_fd is not None:
+            os.close(self._root_fd)
+            self._root_fd = None
+
+    def __del__(self) -> None:
+        try:
+            self._close_root()
+        except (OSError, AttributeError):
+            pass
+
+    def _lookup_one(self, nd: Nameidata, name: str, follow: bool,
+                    dir_likely: bool = False) -> int | str:
         """lookup_fast()/lookup_slow() + step_into() for one normal component: the object
         becomes the top of the stack (a directory) or the leaf; a symlink to follow returns
-        its body instead (0 or -errno otherwise)."""
+        its body instead (0 or -errno otherwise). `dir_likely`: try it as a directory first
+        (one host call for the usual middle component)."""
         if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:
             return -E.ENAMETOOLONG
         nd.drop_leaf()
+        if dir_likely:
+            try:
+                nd.stack.append((name, os.open(name, _PATH_FD | os.O_DIRECTORY, dir_fd=nd.dir_fd)))
+                return 0
+            except NotADirectoryError:
+                pass  # a symlink or a file: look again
+            except OSError as exc:
+                return _errno(exc)
         try:
             fd = os.open(name, _PATH_FD, dir_fd=nd.dir_fd)
         except OSError as exc:
@@ -362,7 +391,7 @@ class Vfs:
         if name == "..":
             nd.dotdot()
             return 0
-        got = self._lookup_one(nd, name, True)
+        got = self._lookup_one(nd, name, True, dir_likely=True)
         if isinstance(got, str):
             saved = nd.last, nd.last_type, nd.trailing, nd.must_dir
             err = self._parentat(nd, got)
