@@ -200,3 +200,13 @@ def test_console_script_runs_busybox_with_stdin(tmp_path: Path) -> None:
                           "busybox", "sh", "-c", "exit 9"], capture_output=True, check=False,
                          timeout=60)
     assert got.returncode == 9
+
+
+def test_run_instruction_budget_and_count(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    status, _, err = run_cli(capsysbinary, "--max-instructions", "100000", prog("spin"))
+    assert status == 128 + 9 and "instruction budget of 100000 reached" in err
+    status, _, err = run_cli(capsysbinary, "--count-instructions", "--stats", "hello")
+    count = re.search(r"instructions\s+(\d+)", err)
+    assert status == 0 and count is not None and 100 < int(count.group(1)) < 100_000
+    status, _, err = run_cli(capsysbinary, "--max-instructions", "-1", "hello")
+    assert status == 2 and "must be 0" in err

@@ -95,6 +95,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                      "(vmsim's walker fills Unicorn's TLB: slower, every fill visible)")
     run.add_argument("--timeout", type=float, default=0.0, metavar="SECONDS",
                      help="stop the guest after this much host time (default: no limit)")
+    run.add_argument("--max-instructions", type=int, default=0, metavar="N",
+                     help="stop the guest after N instructions (all processes together)")
+    run.add_argument("--count-instructions", action="store_true",
+                     help="count instructions for --stats (a native hook on every "
+                     "instruction: compute-bound programs run several times slower)")
     run.add_argument("--trace", action="store_true",
                      help="print each system call to stderr: [pid] name(args) = ret")
     run.add_argument("--stats", action="store_true",
@@ -200,6 +205,8 @@ def format_stats(machine: Machine, seconds: float) -> str:
     if machine.unimplemented:
         calls = ", ".join(f"{n} ({c})" for n, c in sorted(machine.unimplemented.items()))
         lines.append(f"unimplemented system calls (-ENOSYS): {calls}")
+    if machine.insns:
+        lines.append(f"instructions         {machine.insns:>8}")
     lines.append(f"host time            {seconds:>8.3f} s")
     return "\n".join(lines) + "\n"
 
@@ -324,6 +331,10 @@ def _run(args: argparse.Namespace, work: Path) -> int:
             machine.get_cpu()
         except ImportError as exc:
             raise UsageError(f"--engine soft is not available in this vmsim ({exc})", 2) from exc
+    if args.max_instructions < 0 or args.timeout < 0:
+        raise UsageError("--max-instructions and --timeout must be 0 (no limit) or more", 2)
+    machine.max_instructions = args.max_instructions
+    machine.count_instructions = args.count_instructions
     for name in ("stdin", "stdout", "stderr"):
         machine.console[name] = HostConsole(name)
     if args.trace:
@@ -339,10 +350,18 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     if result.errno:
         raise exec_error(args.program, result.errno, host)
     for line in result.kernel_log:
-        print(f"vmsim: kernel: {line}", file=sys.stderr)
+        if line.startswith("vmsim:"):  # the machine's own notes, not the guest kernel's
+            if not (result.timed_out and "budget exhausted" in line):
+                print(line, file=sys.stderr)
+        else:
+            print(f"vmsim: kernel: {line}", file=sys.stderr)
     if result.timed_out:
-        print(f"vmsim: {args.program}: time limit of {args.timeout:g} s reached, every task "
-              "was killed", file=sys.stderr)
+        if args.max_instructions and machine.insns >= args.max_instructions:
+            limit = f"instruction budget of {args.max_instructions}"
+        else:
+            limit = f"time limit of {args.timeout:g} s"
+        print(f"vmsim: {args.program}: {limit} reached, every task was killed",
+              file=sys.stderr)
     elif result.signal and result.signal != SIGPIPE:
         name = SIGNAL_NAMES.get(result.signal, f"signal {result.signal}")
         text = SIGNAL_TEXT.get(result.signal, name)
