@@ -283,12 +283,15 @@ def prepare(program: str, root: str | None, workdir: Path) -> tuple[Path, str, P
     (rootdir / "tmp").mkdir()
     for name in samples():
         shutil.copy2(samples_dir() / name, rootdir / name)
+        (rootdir / name).chmod(0o755)  # whatever mode the installed package left them
     dest = rootdir / guest.lstrip("/")
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         shutil.copy2(host, dest)
     except OSError as exc:
         raise UsageError(f"{program}: {exc.strerror or exc}", 126) from exc
+    if host.parent == samples_dir():
+        dest.chmod(0o755)
     return rootdir, guest, host
 
 
