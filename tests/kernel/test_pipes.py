@@ -55,7 +55,8 @@ int main(void) {
     _exit(0);
   }
   close(q[1]);
-  usleep(20000);
+  int inpipe = 0;
+  while (inpipe < 65536) { usleep(1000); ioctl(q[0], FIONREAD, &inpipe); }  /* writer asleep */
   close(q[0]);
   waitpid(c, &st, 0);
   signal(SIGPIPE, SIG_DFL);

@@ -261,3 +261,67 @@ int main(void) {
 def test_parent_exits_while_children_run(tmp_path: Path) -> None:
     out = same(tmp_path, EXIT_FIRST, "exit-first")
     assert out.native_stdout.count(b"still running") == 3
+
+
+STOP_CONT = r"""
+static void chld(const char *what) {
+  sigset_t set; sigemptyset(&set); sigaddset(&set, SIGCHLD);
+  siginfo_t si; sigwaitinfo(&set, &si);
+  printf("  SIGCHLD after %s: code %d status %d\n", what, si.si_code, si.si_status);
+}
+int main(void) {
+  setvbuf(stdout, 0, _IONBF, 0);
+  sigset_t set; sigemptyset(&set); sigaddset(&set, SIGCHLD); sigprocmask(SIG_BLOCK, &set, 0);
+  int p[2]; pipe(p);
+  pid_t c = fork();
+  if (c == 0) {
+    close(p[1]);
+    char x; ssize_t r = read(p[0], &x, 1);   /* sleeps; a stop and continue do not end it */
+    printf("child: read %zd '%c'\n", r, x);
+    _exit(0);
+  }
+  close(p[0]);
+  int st;
+  kill(c, SIGSTOP);
+  chld("SIGSTOP");
+  pid_t w = waitpid(c, &st, WUNTRACED);
+  printf("stopped: pid ok %d WIFSTOPPED %d WSTOPSIG %d\n", w == c, WIFSTOPPED(st), WSTOPSIG(st));
+  w = waitpid(c, &st, WUNTRACED | WNOHANG);
+  printf("reported once: %d\n", w);
+  kill(c, SIGCONT);
+  chld("SIGCONT");
+  w = waitpid(c, &st, WCONTINUED);
+  printf("continued: pid ok %d WIFCONTINUED %d\n", w == c, WIFCONTINUED(st));
+  kill(c, SIGTSTP);
+  chld("SIGTSTP");
+  w = waitpid(c, &st, WUNTRACED);
+  printf("SIGTSTP: WIFSTOPPED %d WSTOPSIG %d\n", WIFSTOPPED(st), WSTOPSIG(st));
+  kill(c, SIGCONT);
+  chld("SIGCONT");
+  waitpid(c, &st, WCONTINUED);
+  write(p[1], "x", 1);
+  waitpid(c, &st, 0);
+  chld("exit");
+  printf("exited %d code %d\n", WIFEXITED(st), WEXITSTATUS(st));
+  /* SA_NOCLDSTOP: no SIGCHLD for stops */
+  struct sigaction sa; memset(&sa, 0, sizeof sa); sa.sa_handler = SIG_DFL;
+  sa.sa_flags = SA_NOCLDSTOP; sigaction(SIGCHLD, &sa, 0);
+  /* a stopped child is killed by SIGKILL; SIGTERM waits until it continues */
+  c = fork();
+  if (c == 0) { for (;;) pause(); }
+  kill(c, SIGSTOP); waitpid(c, &st, WUNTRACED);
+  sigset_t pend; sigpending(&pend);
+  printf("SA_NOCLDSTOP: SIGCHLD pending %d\n", sigismember(&pend, SIGCHLD));
+  kill(c, SIGTERM);
+  w = waitpid(c, &st, WNOHANG);
+  printf("SIGTERM while stopped: %d\n", w);
+  kill(c, SIGKILL);
+  waitpid(c, &st, 0);
+  printf("killed: %d %d\n", WIFSIGNALED(st), WTERMSIG(st));
+  return 0;
+}
+"""
+
+
+def test_stop_and_continue(tmp_path: Path) -> None:
+    same(tmp_path, STOP_CONT, "stop-cont")

@@ -18,10 +18,13 @@ from typing import TYPE_CHECKING
 
 from vmsim.kernel.files import fput, get_file
 from vmsim.kernel.signal import (
+    CLD_CONTINUED,
     CLD_DUMPED,
     CLD_EXITED,
     CLD_KILLED,
+    CLD_STOPPED,
     NSIG,
+    SA_NOCLDSTOP,
     SA_NOCLDWAIT,
     SI_KERNEL,
     SI_TKILL,
@@ -29,6 +32,7 @@ from vmsim.kernel.signal import (
     SIG_IGN,
     SIGALRM,
     SIGCHLD,
+    SIGCONT,
     SIGKILL,
     SigInfo,
     do_signal,
@@ -62,6 +66,10 @@ class Scheduler:
         self.machine = machine
         self.runqueue: deque[Process] = deque()
         self.sleeping: set[Process] = set()
+        #: tasks stopped by job control (SIGSTOP, SIGTSTP, ...) until SIGCONT or SIGKILL
+        self.stopped: set[Process] = set()
+        #: stop (signal number) or continue (SIGCONT) events a parent has yet to wait for
+        self.stop_reports: dict[int, int] = {}
         self.vfork_waiters: dict[int, Process] = {}  # child pid -> parent
         #: ITIMER_REAL of each process: pid -> (expiry on the virtual clock, interval), in ns
         self.itimer_real: dict[int, tuple[int, int]] = {}
@@ -154,7 +162,7 @@ class Scheduler:
             if not task.alive:
                 continue
             do_signal(task)
-            if not task.alive or task in self.sleeping:
+            if not task.alive or task in self.sleeping or task in self.stopped:
                 continue
             if task.vfork_child is not None:  # parked in vfork until the child execs or exits
                 self.sleeping.add(task)
@@ -189,11 +197,13 @@ class Scheduler:
                 self.sleeping.clear()
                 raise BudgetExceeded(("instruction" if over else "time")
                                      + " budget exhausted: every task was killed")
-        if self.sleeping and kill_sleepers:
-            names = ", ".join(f"{t.comm}[{t.pid}]" for t in sorted(self.sleeping, key=lambda t: t.pid))
+        if (self.sleeping or self.stopped) and kill_sleepers:
+            asleep = sorted(self.sleeping | self.stopped, key=lambda t: t.pid)
+            names = ", ".join(f"{t.comm}[{t.pid}]" for t in asleep)
             machine.kernel_log.append(f"vmsim: every task is asleep ({names}): killed")  # type: ignore[attr-defined]
-            for task in list(self.sleeping):
+            for task in asleep:
                 self.sleeping.discard(task)
+                self.stopped.discard(task)
                 self.exit_task(task, 0, signo=SIGKILL)
 
     # ---- fork -------------------------------------------------------------------------
@@ -269,6 +279,8 @@ class Scheduler:
         self.sigwait_mask.pop(task.pid, None)
         self.partial.pop(task.pid, None)
         self.sleep_until.pop(task.pid, None)
+        self.stopped.discard(task)
+        self.stop_reports.pop(task.pid, None)
         self.vfork_done(task)
         reaper = 1 if 1 in machine.processes and task.pid != 1 else 0  # type: ignore[attr-defined]
         for other in list(machine.processes.values()) + list(machine.zombies.values()):  # type: ignore[attr-defined]
@@ -290,14 +302,47 @@ class Scheduler:
             self.reap(task)
         self.wake(parent)
 
+    def _notify_parent_cldstop(self, task: Process, code: int, status: int) -> None:
+        """do_notify_parent_cldstop(): SIGCHLD with CLD_STOPPED/CLD_CONTINUED unless the
+        parent asked for SA_NOCLDSTOP; the event waits for wait(WUNTRACED/WCONTINUED)."""
+        self.stop_reports[task.pid] = status
+        parent = self.find(task.ppid)
+        if parent is None:
+            return
+        act = parent.signal.action(SIGCHLD)
+        if not act.flags & SA_NOCLDSTOP:
+            send_signal(parent, SigInfo(SIGCHLD, code, pid=task.pid, uid=task.cred_uid,
+                                        status=status))
+        self.wake(parent)
+
+    def stop_task(self, task: Process, signo: int) -> None:
+        """do_signal_stop(): the task stops (keeping its place in any system call)."""
+        self.stopped.add(task)
+        self.sleeping.discard(task)
+        task.need_stop = True
+        self._notify_parent_cldstop(task, CLD_STOPPED, signo)
+
+    def continue_task(self, task: Process, notify: bool = True) -> None:
+        """SIGCONT (or SIGKILL) for a stopped task: it runs again, repeating the system call
+        it was in, if any."""
+        if task not in self.stopped:
+            return
+        self.stopped.discard(task)
+        self.runqueue.append(task)
+        if notify:
+            self._notify_parent_cldstop(task, CLD_CONTINUED, SIGCONT)
+
     def kill_task(self, task: Process, signo: int, core: bool = False) -> None:
         """The default action of a fatal signal."""
         self.exit_task(task, 0, signo=signo, core=core)
 
     # ---- wait -----------------------------------------------------------------------------
-    def do_wait(self, task: Process, pid: int, nohang: bool) -> tuple[Process, int] | int | None:
+    def do_wait(self, task: Process, pid: int, nohang: bool, untraced: bool = False,
+                continued: bool = False) -> tuple[Process, int] | int | None:
         """do_wait(): a zombie child matching `pid` (-1 any, >0 that one, 0/< -1 a group) with
-        its wait status; 0 with WNOHANG; -ECHILD if there is no such child; None to sleep."""
+        its wait status, or with WUNTRACED/WCONTINUED a live child that stopped ((sig << 8) |
+        0x7f) or continued (0xffff), an event reported once; 0 with WNOHANG; -ECHILD if there
+        is no such child; None to sleep."""
         machine = self.machine
 
         def matches(child: Process) -> bool:
@@ -318,12 +363,25 @@ class Scheduler:
         live = [c for c in machine.processes.values() if matches(c)]  # type: ignore[attr-defined]
         if not live:
             return -E.ECHILD
+        for child in sorted(live, key=lambda c: c.pid):
+            event = self.stop_reports.get(child.pid)
+            if event is None:
+                continue
+            if event == SIGCONT and continued:
+                del self.stop_reports[child.pid]
+                return child, 0xFFFF
+            if event != SIGCONT and untraced and child in self.stopped:
+                del self.stop_reports[child.pid]
+                return child, (event << 8) | 0x7F
         if nohang:
             return 0
         return None
 
     def reap(self, child: Process) -> None:
-        """release_task(): the zombie is gone."""
+        """release_task(): the zombie is gone. (A live child reported as stopped or
+        continued stays.)"""
+        if child.alive:
+            return
         child.reaped = True
         self.machine.zombies.pop(child.pid, None)  # type: ignore[attr-defined]
 

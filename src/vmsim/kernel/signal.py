@@ -38,7 +38,7 @@ SS_FLAG_BITS = SS_AUTODISARM
 MINSIGSTKSZ = 2048
 
 SI_USER, SI_KERNEL, SI_QUEUE, SI_TKILL = 0, 0x80, -1, -6
-CLD_EXITED, CLD_KILLED, CLD_DUMPED = 1, 2, 3
+CLD_EXITED, CLD_KILLED, CLD_DUMPED, CLD_STOPPED, CLD_CONTINUED = 1, 2, 3, 5, 6
 
 NAMES = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT",
          7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL", 10: "SIGUSR1", 11: "SIGSEGV", 12: "SIGUSR2",
@@ -47,7 +47,9 @@ NAMES = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "
          24: "SIGXCPU", 25: "SIGXFSZ", 26: "SIGVTALRM", 27: "SIGPROF", 28: "SIGWINCH",
          29: "SIGIO", 30: "SIGPWR", 31: "SIGSYS"}
 #: Default action "ignore" (signal(7)); stop and continue are treated as ignore too.
-DEFAULT_IGNORE = {SIGCHLD, SIGURG, SIGWINCH, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU}
+DEFAULT_IGNORE = {SIGCHLD, SIGURG, SIGWINCH, SIGCONT}
+#: Default action "stop" (job control): the task sleeps until SIGCONT or SIGKILL.
+DEFAULT_STOP = {SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU}
 #: Default action "core" (the others terminate without a core).
 DEFAULT_CORE = {SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGSEGV, SIGXCPU, SIGXFSZ,
                 SIGSYS}
@@ -206,13 +208,32 @@ def sig_ignored(task: Process, signo: int) -> bool:
     return act.handler == SIG_IGN or (act.handler == SIG_DFL and signo in DEFAULT_IGNORE)
 
 
+def prepare_signal(task: Process, signo: int) -> None:
+    """prepare_signal(): a stop signal cancels a pending SIGCONT; SIGCONT cancels pending stop
+    signals and resumes a stopped task at once, whatever its action or mask; SIGKILL wakes a
+    stopped task to die."""
+    sig = task.signal
+    sched = task.machine.sched
+    if signo in DEFAULT_STOP:
+        sig.discard(SIGCONT)
+    elif signo == SIGCONT:
+        for stop in DEFAULT_STOP:
+            sig.discard(stop)
+        sched.continue_task(task)
+    elif signo == SIGKILL and task in sched.stopped:
+        sched.continue_task(task, notify=False)
+
+
 def send_signal(task: Process, info: SigInfo) -> None:
     """__send_signal(): queue `info` (one instance per signal, as for non-realtime signals),
     unless it is ignored; wake the task if it will act on it (or waits for it in
     rt_sigtimedwait)."""
-    if not task.alive or sig_ignored(task, info.signo):
+    if not task.alive:
         return
     sig = task.signal
+    prepare_signal(task, info.signo)
+    if sig_ignored(task, info.signo):
+        return
     sig.enqueue(info)
     bit = sigbit(info.signo)
     waiting = task.machine.sched.sigwait_mask.get(task.pid, 0)
@@ -283,6 +304,9 @@ def _do_signal(task: Process) -> None:
         if signo in (SIGKILL, SIGSTOP) or act.handler == SIG_DFL:
             if signo in DEFAULT_IGNORE:
                 continue
+            if signo in DEFAULT_STOP:
+                task.machine.sched.stop_task(task, signo)  # do_signal_stop()
+                return
             task.machine.sched.kill_task(task, signo, core=signo in DEFAULT_CORE)
             return
         if act.handler == SIG_IGN:

@@ -299,7 +299,8 @@ def sys_wait4(task: Process, pid: int, status: int, options: int, rusage: int,
               *_: int) -> int | None:
     if options & ~(WNOHANG | WUNTRACED | WCONTINUED | __WALL | __WCLONE | __WNOTHREAD):
         return -E.EINVAL
-    got = task.machine.sched.do_wait(task, s32(pid), bool(options & WNOHANG))
+    got = task.machine.sched.do_wait(task, s32(pid), bool(options & WNOHANG),
+                                     bool(options & WUNTRACED), bool(options & WCONTINUED))
     if got is None or isinstance(got, int):
         return got
     child, wstatus = got
