@@ -542,6 +542,10 @@ int main(void) {
     R(stat("/dev/zero", &st)); printf("zero mode=%o rdev=%d:%d\n", st.st_mode, major(st.st_rdev), minor(st.st_rdev));
     R(open("/dev/nope", O_RDONLY));
     int u = open("/dev/urandom", O_RDONLY); R(read(u, b, 8));
+    R(access("/dev/null", R_OK | W_OK)); R(access("/dev/null", X_OK));
+    R(readlink("/dev/null", b, 8));
+    struct statx sx; R(statx(AT_FDCWD, "/dev/full", 0, STATX_BASIC_STATS, &sx));
+    printf("full mode=%o rdev=%u:%u\n", sx.stx_mode, sx.stx_rdev_major, sx.stx_rdev_minor);
     return 0;
 }
 """
@@ -560,10 +564,13 @@ def test_memory_devices(tmp_path: Path) -> None:
         "lseek(n, 10, SEEK_SET)": "0 errno=0", "read(z, b, 8)": "8 errno=0",
         'write(f, "x", 1)': "-1 errno=28", "fstat(n, &st)": "0 errno=0",
         'stat("/dev/zero", &st)': "0 errno=0", 'open("/dev/nope", O_RDONLY)': "-1 errno=2",
-        "read(u, b, 8)": "8 errno=0"}
+        "read(u, b, 8)": "8 errno=0", "access(\"/dev/null\", R_OK | W_OK)": "0 errno=0",
+        "access(\"/dev/null\", X_OK)": "-1 errno=13", "readlink(\"/dev/null\", b, 8)": "-1 errno=22",
+        "statx(AT_FDCWD, \"/dev/full\", 0, STATX_BASIC_STATS, &sx)": "0 errno=0"}
     out = res.stdout.decode()
     assert "zero 00" in out and "null mode=20666 rdev=1:3" in out
-    assert "zero mode=20666 rdev=1:5" in out and res.exit_code == 0
+    assert "zero mode=20666 rdev=1:5" in out and "full mode=20666 rdev=1:7" in out
+    assert res.exit_code == 0
 
 
 PARTIAL_IO = r"""

@@ -344,6 +344,9 @@ def sys_statx(task: Process, dfd: int, path_ptr: int, flags: int, mask: int, buf
     vfs = task.machine.vfs
     if isinstance(target, str) and proc_normalise(target) is None:
         nd = vfs.lookup(target, follow)
+        if nd == -E.ENOENT and mem_device_name(target) is not None:
+            k = stat_path(task, target, follow)
+            return k if isinstance(k, int) else _put(task, buf, pack_statx(k))
         if isinstance(nd, int):
             return nd
         try:
@@ -400,7 +403,10 @@ def do_faccessat(task: Process, dfd: int, path_ptr: int, mode: int, flags: int) 
         if isinstance(k, int):
             return k
         return -E.EACCES if mode & 1 and not k.mode & 0o111 else 0
-    return task.machine.vfs.access(name, mode, follow)
+    got = task.machine.vfs.access(name, mode, follow)
+    if got == -E.ENOENT and mem_device_name(name) is not None:
+        return -E.EACCES if mode & 1 else 0  # /dev/null and friends: crw-rw-rw-
+    return got
 
 
 @syscall(21, "access")
@@ -454,6 +460,8 @@ def do_readlinkat(task: Process, dfd: int, path_ptr: int, buf: int, bufsiz: int)
             body = link.encode("utf-8", "surrogateescape")
         else:
             got = task.machine.vfs.readlink(name)
+            if got == -E.ENOENT and mem_device_name(name) is not None:
+                return -E.EINVAL
             if isinstance(got, int):
                 return got
             body = got
