@@ -55,10 +55,10 @@ int main(int argc, char **argv) {
 #: case -> the error code Linux logs (hex, as dmesg prints it)
 ERRORS = {0: "4", 1: "6", 2: "7", 3: "4", 4: "15", 5: "14", 6: "5", 7: "7", 8: "15", 9: "5"}
 LINE = re.compile(r"\[(\d+)\]: segfault at ([0-9a-f]+) ip ([0-9a-f]+) sp ([0-9a-f]+) "
-                  r"error ([0-9a-f]+)")
+                  r"error ([0-9a-f]+)(?: in \S+(\[[0-9a-f]+,[0-9a-f]+\+[0-9a-f]+\]))?")
 
 
-def _host_line(binary: Path, arg: str) -> tuple[str, str] | None:
+def _host_line(binary: Path, arg: str) -> tuple[str, str, str, str | None] | None:
     """Run natively and find the kernel's segfault line in dmesg (None if unreadable or
     rate-limited)."""
     proc = subprocess.Popen([str(binary), arg], stdout=subprocess.DEVNULL)
@@ -70,7 +70,7 @@ def _host_line(binary: Path, arg: str) -> tuple[str, str] | None:
     found = None
     for m in LINE.finditer(log):  # the last line of that pid (pids are reused)
         if int(m.group(1)) == proc.pid:
-            found = m.group(2), m.group(5)
+            found = m.group(2), m.group(5), m.group(3), m.group(6)
     return found
 
 
@@ -86,6 +86,9 @@ def test_segv_unhandled_log_line(tmp_path: Path, case: int) -> None:
         assert host[1] == ERRORS[case]
         if case in (0, 1, 5, 6, 7, 8, 9):  # fixed addresses (the others are randomised)
             assert host[0] == lines[0].group(2)
+        # a static non-PIE program: the same ip, and print_vma_addr's [offset,start+size]
+        if case != 4:  # (4 jumps into a randomised mapping)
+            assert (host[2], host[3]) == (lines[0].group(3), lines[0].group(6))
 
 
 @pytest.mark.parametrize("compiler", compilers(musl=True))
