@@ -776,3 +776,23 @@ def test_ownership_matches_native(tmp_path: Path) -> None:
         pytest.skip("changing owners needs a privileged host user")
     native, vm, _ = both(tmp_path, OWNERS, "fs_owners")
     assert vm == native
+
+
+GETFL = r"""
+int main(void) {
+    int fd = open("/f", O_CREAT | O_RDWR | O_TRUNC | O_EXCL | O_NOCTTY | O_APPEND, 0644);
+    printf("file %o\n", fcntl(fd, F_GETFL));
+    printf("dir %o\n", fcntl(open("/", O_RDONLY | O_DIRECTORY), F_GETFL));
+    printf("path %o\n", fcntl(open("/f", O_PATH | O_CLOEXEC), F_GETFL));
+    printf("nofollow %o\n", fcntl(open("/f", O_WRONLY | O_NOFOLLOW | O_NONBLOCK), F_GETFL));
+    int p[2]; pipe2(p, O_NONBLOCK);
+    printf("pipe %o %o\n", fcntl(p[0], F_GETFL), fcntl(p[1], F_GETFL));
+    R(fcntl(fd, F_SETFL, O_NONBLOCK)); printf("file %o\n", fcntl(fd, F_GETFL));
+    return 0;
+}
+"""
+
+
+def test_file_status_flags_match_native(tmp_path: Path) -> None:
+    native, vm, _ = both(tmp_path, GETFL, "fs_getfl")
+    assert vm == native

@@ -576,7 +576,7 @@ class Vfs:
             return self._open_tmpfile(path, flags, mode)
         dev = self.mem_device(path)
         if dev is not None:
-            return CharDevice(dev, flags & ~O_CLOEXEC)
+            return CharDevice(dev, flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_CLOEXEC))
         acc = flags & O_ACCMODE
         writes = not flags & O_PATH and (acc in (O_WRONLY, O_RDWR) or bool(flags & O_TRUNC))
         nd = self._start()
@@ -732,7 +732,7 @@ class Vfs:
         else:
             path = nd.path
         cls = DirFile if S.S_ISDIR(st.st_mode) else File
-        return cls(inode, path, f_mode, flags & ~O_CLOEXEC)
+        return cls(inode, path, f_mode, flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_CLOEXEC))
 
     # ---- attributes (fs/stat.c, fs/open.c) ----------------------------------------------------
     def stat(self, path: str, follow: bool = True) -> os.stat_result | int:
