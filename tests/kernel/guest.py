@@ -49,7 +49,7 @@ def compilers(musl: bool) -> list[str]:
 
 def same(tmp_path: Path, source: str, name: str, *, compiler: str = "gcc",
          args: tuple[str, ...] = (), stdin: bytes = b"", memory: str = "64M",
-         check_stderr: bool = False) -> Outcome:
+         check_stderr: bool = False, engine: str = "unicorn") -> Outcome:
     """Build, run natively and on vmsim, assert identical stdout and status."""
     binary = build(PRELUDE + source, name, compiler)
     ndir = tmp_path / f"native-{compiler}"
@@ -58,7 +58,7 @@ def same(tmp_path: Path, source: str, name: str, *, compiler: str = "gcc",
     root = tmp_path / f"root-{compiler}"
     root.mkdir(exist_ok=True)
     install(binary, root, "/prog")
-    m = Machine(memory=memory, seed=1, root=root)
+    m = Machine(memory=memory, seed=1, root=root, engine=engine)
     vm = m.run("/prog", ["prog", *args], stdin=stdin, timeout=30)
     status = shell_status(native.returncode)
     assert not vm.timed_out, vm.kernel_log
