@@ -36,7 +36,8 @@ Where vmsim knowingly differs: attributes (inode and device numbers, times,
 owners) are the host file's; d_off in getdents64 is an index, not a hash
 cookie; a task's working directory is kept as a path, so a cwd that is
 removed (or renamed away) makes relative lookups fail with ENOENT, where
-Linux still reaches the dead directory. chmod and file creation drop the
+Linux still reaches the dead directory; likewise a directory descriptor used
+by an *at call stands for the path it was opened by. chmod and file creation drop the
 set-user-ID and set-group-ID bits of non-directories (the sandbox's rule).
 """
 
