@@ -517,6 +517,8 @@ int main(void) {
     r = stat("/proc/self", &st); printf("dir=%d %o\n", r, st.st_mode);
     r = stat("/proc/self/nope", &st); printf("nope=%d %d\n", r, errno);
     r = stat("/proc/self/exe", &st); printf("exe-stat=%d %o\n", r, st.st_mode);
+    r = chdir("/proc/self"); printf("chdir=%d cwd=%s\n", r, getcwd(b, sizeof b));
+    printf("relative=%d\n", open("maps", O_RDONLY) > 0);
     return 0;
 }
 """
@@ -527,7 +529,7 @@ int main(void) {
     res = m.run("/bin/p", ["p"])
     assert res.stdout.decode().splitlines() == [
         "exe=/bin/p", "cwd=/sub", "fd=/sub/f", "maps=0 100444", "dir=0 40555",
-        "nope=-1 2", "exe-stat=0 100755"]
+        "nope=-1 2", "exe-stat=0 100755", f"chdir=0 cwd=/proc/{res.pid}", "relative=1"]
 
 
 DEVICES = r"""

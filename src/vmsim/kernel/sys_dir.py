@@ -24,6 +24,7 @@ from vmsim.kernel.sys_stat import (
     AT_SYMLINK_FOLLOW,
     AT_SYMLINK_NOFOLLOW,
     at_path,
+    proc_kstat,
     proc_normalise,
     user_path,
 )
@@ -99,7 +100,8 @@ def sys_getdents64(task: Process, fd: int, dirp: int, count: int, *_: int) -> in
 def sys_getcwd(task: Process, buf: int, size: int, *_: int) -> int:
     """getcwd(): the cwd's path with its NUL; -ENOENT if it was removed, -ERANGE if it does
     not fit. (vmsim keeps the cwd as a path: a cwd renamed away is treated as removed.)"""
-    got = task.machine.vfs.canonical(task.cwd, directory=True)
+    got = (task.cwd if proc_normalise(task.cwd) is not None
+           else task.machine.vfs.canonical(task.cwd, directory=True))
     if isinstance(got, int):
         return -E.ENOENT
     data = got.encode("utf-8", "surrogateescape") + b"\0"
@@ -125,8 +127,18 @@ def sys_chdir(task: Process, path: int, *_: int) -> int:
     name = _path_at(task, AT_FDCWD, path)
     if isinstance(name, int):
         return name
-    if proc_normalise(name) is not None:
-        return -E.ENOENT if name.rstrip("/") != "/proc" else 0
+    proc = proc_normalise(name)
+    if proc is not None:  # vmsim's /proc: its directories can be the cwd too
+        k = proc_kstat(task, proc, True)
+        if isinstance(k, int):
+            return k
+        if not S.S_ISDIR(k.mode):
+            return -E.ENOTDIR
+        parts = proc.split("/")
+        if len(parts) > 2 and parts[2] == "self":  # /proc/self is a link to /proc/PID
+            parts[2] = str(task.pid)
+        task.cwd = "/".join(parts)
+        return 0
     return _set_cwd(task, name)
 
 
