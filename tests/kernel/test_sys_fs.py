@@ -98,6 +98,10 @@ int main(void) {
     R(syscall(439, AT_FDCWD, "/dl", F_OK, 0x8000));
     R(chmod("/d/f", 0751));
     show("/d/f", 1);
+    R(syscall(452, AT_FDCWD, "/d/lf", 0700, AT_SYMLINK_NOFOLLOW));
+    R(syscall(452, AT_FDCWD, "/d/lf", 0751, 0));
+    R(syscall(452, AT_FDCWD, "/d/lf", 0751, 0x2));
+    R(fchmodat(AT_FDCWD, "/nope", 0751, 0));
     R(access("/d/f", X_OK));
     fd = open("/d/f", O_RDONLY);
     R(fchmod(fd, 0640));

@@ -797,12 +797,15 @@ class Vfs:
         finally:
             nd.close()
 
-    def chmod(self, path: str, mode: int) -> int:
-        """chmod_common() on the object found (following symlinks)."""
-        nd = self.lookup(path)
+    def chmod(self, path: str, mode: int, follow: bool = True) -> int:
+        """chmod_common() on the object found; a symlink's own mode cannot be changed
+        (-EOPNOTSUPP, as fchmodat2(AT_SYMLINK_NOFOLLOW) on Linux)."""
+        nd = self.lookup(path, follow)
         if isinstance(nd, int):
             return nd
         try:
+            if nd.leaf is not None and S.S_ISLNK(nd.leaf[2].st_mode):
+                return -E.EOPNOTSUPP
             return self._chmod_fd(nd.fd, mode)
         finally:
             nd.close()

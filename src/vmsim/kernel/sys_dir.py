@@ -282,11 +282,20 @@ def sys_linkat(task: Process, olddfd: int, old: int, newdfd: int, new: int, flag
 
 
 # ---- attributes -----------------------------------------------------------------------------------
-def do_fchmodat(task: Process, dfd: int, path: int, mode: int) -> int:
-    name = _path_at(task, dfd, path)
+def do_fchmodat(task: Process, dfd: int, path: int, mode: int, flags: int = 0) -> int:
+    """do_fchmodat(): AT_SYMLINK_NOFOLLOW (fchmodat2 only) refuses symlinks."""
+    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        return -E.EINVAL
+    ptr = user_path(task, path, bool(flags & AT_EMPTY_PATH))
+    if isinstance(ptr, int):
+        return ptr
+    if not ptr:
+        return sys_fchmod(task, dfd, mode)
+    name = at_path(task, dfd, ptr)
     if isinstance(name, int):
         return name
-    return _not_in_proc(name) or task.machine.vfs.chmod(name, mode & 0o7777)
+    return _not_in_proc(name) or task.machine.vfs.chmod(name, mode & 0o7777,
+                                                        not flags & AT_SYMLINK_NOFOLLOW)
 
 
 @syscall(90, "chmod")
@@ -297,6 +306,11 @@ def sys_chmod(task: Process, path: int, mode: int, *_: int) -> int:
 @syscall(268, "fchmodat")
 def sys_fchmodat(task: Process, dfd: int, path: int, mode: int, *_: int) -> int:
     return do_fchmodat(task, dfd, path, mode)
+
+
+@syscall(452, "fchmodat2")
+def sys_fchmodat2(task: Process, dfd: int, path: int, mode: int, flags: int, *_: int) -> int:
+    return do_fchmodat(task, dfd, path, mode, s32(flags))
 
 
 @syscall(91, "fchmod")
