@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -111,6 +113,7 @@ class Machine:
         self.hostname = "vmsim"
         self._next_ino = 0x1000
         self._exit_seq = 0
+        self._private_root: Path | None = None
 
     # ---- processes ------------------------------------------------------------
     def mm_alloc(self) -> MmStruct:
@@ -211,13 +214,18 @@ class Machine:
         kernel log. `timeout` (seconds of host time) is the sandbox's budget.
         """
         path = program
-        if "/" not in program and self.vfs.root is None:
-            self.vfs.root = samples_dir().resolve()
         if "/" not in program:
             path = "/" + program
+            if self.vfs.root is None:  # a bundled sample, in a private root of its own
+                self._private_root = Path(tempfile.mkdtemp(prefix="vmsim-root-"))
+                sample = samples_dir() / program
+                if sample.is_file():
+                    shutil.copy2(sample, self._private_root / program)
+                    (self._private_root / program).chmod(0o755)
+                self.vfs = Vfs(self.kmem, self._private_root, read_only=self.vfs.read_only)
         proc = self.exec_process(path, argv if argv is not None else [program], env, stdin, echo)
-        if isinstance(proc, int):
-            return RunResult(127, b"", f"vmsim: {program}: {os.strerror(-proc)}\n".encode(), 0,
+        if isinstance(proc, int):  # a shell's statuses: 127 not found, 126 cannot execute
+            return RunResult(127 if proc == -2 else 126, b"", f"vmsim: {program}: {os.strerror(-proc)}\n".encode(), 0,
                              list(self.kernel_log), timed_out=False, errno=-proc)
         timed_out = False
         try:
@@ -281,6 +289,9 @@ class Machine:
                 except OSError:
                     pass
                 inode.backing.fd = -1  # type: ignore[union-attr]
+        if self._private_root is not None:
+            shutil.rmtree(self._private_root, ignore_errors=True)
+            self._private_root = None
 
     def drop_caches(self) -> int:
         """echo 1 > /proc/sys/vm/drop_caches: free clean, unmapped page-cache pages."""
