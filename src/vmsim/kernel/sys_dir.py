@@ -15,19 +15,9 @@ import struct
 from typing import TYPE_CHECKING
 
 from vmsim.fs.vfs import O_PATH, DirFile, VfsBacking
+from vmsim.kernel import sys_stat
 from vmsim.kernel.files import Console, PipeEnd
 from vmsim.kernel.proc_files import ProcFile
-from vmsim.kernel.sys_stat import (
-    AT_EMPTY_PATH,
-    AT_FDCWD,
-    AT_REMOVEDIR,
-    AT_SYMLINK_FOLLOW,
-    AT_SYMLINK_NOFOLLOW,
-    at_path,
-    proc_kstat,
-    proc_normalise,
-    user_path,
-)
 from vmsim.kernel.syscalls import s32, s64, syscall
 from vmsim.kernel.uaccess import copy_to_user
 from vmsim.mm import filemap
@@ -38,6 +28,13 @@ from vmsim.mm.vma import VM_SHARED
 if TYPE_CHECKING:
     from vmsim.kernel.task import Process
 
+AT_EMPTY_PATH = 0x1000
+AT_FDCWD = -100
+AT_REMOVEDIR = 0x200
+AT_SYMLINK_FOLLOW = 0x400
+AT_SYMLINK_NOFOLLOW = 0x100
+
+
 DIRENT64_HEAD = 19  # d_ino, d_off, d_reclen, d_type
 
 
@@ -47,15 +44,15 @@ def _fd(task: Process, fd: int) -> object | None:
 
 def _path_at(task: Process, dfd: int, ptr: int) -> str | int:
     """getname() + the dfd: an absolute guest path, or -errno."""
-    path = user_path(task, ptr)
+    path = sys_stat.user_path(task, ptr)
     if isinstance(path, int):
         return path
-    return at_path(task, dfd, path)
+    return sys_stat.at_path(task, dfd, path)
 
 
 def _not_in_proc(name: str) -> int:
     """vmsim's /proc cannot be changed: -EPERM/-ENOENT as procfs answers (0 = not /proc)."""
-    if proc_normalise(name) is None:
+    if sys_stat.proc_normalise(name) is None:
         return 0
     return -E.EACCES
 
@@ -100,7 +97,7 @@ def sys_getdents64(task: Process, fd: int, dirp: int, count: int, *_: int) -> in
 def sys_getcwd(task: Process, buf: int, size: int, *_: int) -> int:
     """getcwd(): the cwd's path with its NUL; -ENOENT if it was removed, -ERANGE if it does
     not fit. (vmsim keeps the cwd as a path: a cwd renamed away is treated as removed.)"""
-    got = (task.cwd if proc_normalise(task.cwd) is not None
+    got = (task.cwd if sys_stat.proc_normalise(task.cwd) is not None
            else task.machine.vfs.canonical(task.cwd, directory=True))
     if isinstance(got, int):
         return -E.ENOENT
@@ -127,9 +124,9 @@ def sys_chdir(task: Process, path: int, *_: int) -> int:
     name = _path_at(task, AT_FDCWD, path)
     if isinstance(name, int):
         return name
-    proc = proc_normalise(name)
+    proc = sys_stat.proc_normalise(name)
     if proc is not None:  # vmsim's /proc: its directories can be the cwd too
-        k = proc_kstat(task, proc, True)
+        k = sys_stat.proc_kstat(task, proc, True)
         if isinstance(k, int):
             return k
         if not S.S_ISDIR(k.mode):
@@ -157,8 +154,8 @@ def do_mkdirat(task: Process, dfd: int, path: int, mode: int) -> int:
     name = _path_at(task, dfd, path)
     if isinstance(name, int):
         return name
-    if proc_normalise(name) is not None:
-        return -E.EEXIST if proc_normalise(name) == "/proc" else -E.ENOENT
+    if sys_stat.proc_normalise(name) is not None:
+        return -E.EEXIST if sys_stat.proc_normalise(name) == "/proc" else -E.ENOENT
     return task.machine.vfs.mkdir(name, mode & 0o1777 & ~task.umask)
 
 
@@ -214,7 +211,7 @@ def do_renameat2(task: Process, olddfd: int, old: int, newdfd: int, new: int, fl
     nname = _path_at(task, newdfd, new)
     if isinstance(nname, int):
         return nname
-    if proc_normalise(oname) is not None or proc_normalise(nname) is not None:
+    if sys_stat.proc_normalise(oname) is not None or sys_stat.proc_normalise(nname) is not None:
         return -E.EXDEV
     return task.machine.vfs.rename(oname, nname, flags)
 
@@ -236,7 +233,7 @@ def sys_renameat2(task: Process, olddfd: int, old: int, newdfd: int, new: int, f
 
 
 def do_symlinkat(task: Process, target_ptr: int, newdfd: int, path: int) -> int:
-    target = user_path(task, target_ptr)
+    target = sys_stat.user_path(task, target_ptr)
     if isinstance(target, int):
         return target
     name = _path_at(task, newdfd, path)
@@ -265,7 +262,7 @@ def do_linkat(task: Process, olddfd: int, old: int, newdfd: int, new: int, flags
     nname = _path_at(task, newdfd, new)
     if isinstance(nname, int):
         return nname
-    if proc_normalise(oname) is not None or proc_normalise(nname) is not None:
+    if sys_stat.proc_normalise(oname) is not None or sys_stat.proc_normalise(nname) is not None:
         return -E.EXDEV
     return task.machine.vfs.link(oname, nname, bool(flags & AT_SYMLINK_FOLLOW))
 
@@ -286,12 +283,12 @@ def do_fchmodat(task: Process, dfd: int, path: int, mode: int, flags: int = 0) -
     """do_fchmodat(): AT_SYMLINK_NOFOLLOW (fchmodat2 only) refuses symlinks."""
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         return -E.EINVAL
-    ptr = user_path(task, path, bool(flags & AT_EMPTY_PATH))
+    ptr = sys_stat.user_path(task, path, bool(flags & AT_EMPTY_PATH))
     if isinstance(ptr, int):
         return ptr
     if not ptr:
         return sys_fchmod(task, dfd, mode)
-    name = at_path(task, dfd, ptr)
+    name = sys_stat.at_path(task, dfd, ptr)
     if isinstance(name, int):
         return name
     return _not_in_proc(name) or task.machine.vfs.chmod(name, mode & 0o7777,
@@ -401,15 +398,15 @@ def do_fchownat(task: Process, dfd: int, path: int, uid: int, gid: int, flags: i
     """do_fchownat(): AT_SYMLINK_NOFOLLOW changes a symlink itself; the host decides EPERM."""
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         return -E.EINVAL
-    ptr = user_path(task, path, bool(flags & AT_EMPTY_PATH))
+    ptr = sys_stat.user_path(task, path, bool(flags & AT_EMPTY_PATH))
     if isinstance(ptr, int):
         return ptr
     if not ptr:
         return sys_fchown(task, dfd, uid, gid)
-    name = at_path(task, dfd, ptr)
+    name = sys_stat.at_path(task, dfd, ptr)
     if isinstance(name, int):
         return name
-    if proc_normalise(name) is not None:
+    if sys_stat.proc_normalise(name) is not None:
         return -E.EPERM
     return task.machine.vfs.chown(name, *_ids(uid, gid), not flags & AT_SYMLINK_NOFOLLOW)
 

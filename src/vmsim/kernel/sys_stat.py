@@ -17,7 +17,6 @@ import os
 import re
 import stat as S
 import struct
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,7 +24,7 @@ from vmsim.fs.vfs import O_PATH, CharDevice, VfsBacking, mem_device_name
 from vmsim.kernel.files import Console, PipeEnd
 from vmsim.kernel.proc_files import ProcFile, open_proc
 from vmsim.kernel.syscalls import s32, s64, syscall
-from vmsim.kernel.uaccess import copy_from_user, copy_to_user, strncpy_from_user
+from vmsim.kernel.uaccess import copy_to_user, strncpy_from_user
 from vmsim.mm.filemap import File
 
 if TYPE_CHECKING:
@@ -257,7 +256,7 @@ def kstat_of(task: Process, f: object) -> Kstat | int:
     return Kstat(PIPE_DEV, 1, S.S_IFIFO | 0o600)
 
 
-def _file_at(task: Process, dfd: int) -> object | int:
+def file_at(task: Process, dfd: int) -> object | int:
     """The open file of `dfd` for an AT_EMPTY_PATH call (AT_FDCWD: the cwd)."""
     if s32(dfd) == AT_FDCWD:
         return task.cwd
@@ -273,7 +272,7 @@ def statat(task: Process, dfd: int, path_ptr: int, flags: int) -> Kstat | int:
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH | AT_STATX_SYNC_TYPE):
         return -E.EINVAL
     if not path:
-        f = _file_at(task, dfd)
+        f = file_at(task, dfd)
         if isinstance(f, int):
             return f
         if isinstance(f, str):
@@ -285,20 +284,20 @@ def statat(task: Process, dfd: int, path_ptr: int, flags: int) -> Kstat | int:
     return stat_path(task, name, not flags & AT_SYMLINK_NOFOLLOW)
 
 
-def _put(task: Process, buf: int, data: bytes) -> int:
+def put_out(task: Process, buf: int, data: bytes) -> int:
     return 0 if copy_to_user(task, buf, data) else -E.EFAULT
 
 
 @syscall(4, "stat")
 def sys_stat(task: Process, path: int, buf: int, *_: int) -> int:
     k = statat(task, AT_FDCWD, path, 0)
-    return k if isinstance(k, int) else _put(task, buf, pack_stat(k))
+    return k if isinstance(k, int) else put_out(task, buf, pack_stat(k))
 
 
 @syscall(6, "lstat")
 def sys_lstat(task: Process, path: int, buf: int, *_: int) -> int:
     k = statat(task, AT_FDCWD, path, AT_SYMLINK_NOFOLLOW)
-    return k if isinstance(k, int) else _put(task, buf, pack_stat(k))
+    return k if isinstance(k, int) else put_out(task, buf, pack_stat(k))
 
 
 @syscall(5, "fstat")
@@ -307,13 +306,13 @@ def sys_fstat(task: Process, fd: int, buf: int, *_: int) -> int:
     if f is None:
         return -E.EBADF
     k = kstat_of(task, f)
-    return k if isinstance(k, int) else _put(task, buf, pack_stat(k))
+    return k if isinstance(k, int) else put_out(task, buf, pack_stat(k))
 
 
 @syscall(262, "newfstatat")
 def sys_newfstatat(task: Process, dfd: int, path: int, buf: int, flags: int, *_: int) -> int:
     k = statat(task, dfd, path, flags & 0xFFFF_FFFF)
-    return k if isinstance(k, int) else _put(task, buf, pack_stat(k))
+    return k if isinstance(k, int) else put_out(task, buf, pack_stat(k))
 
 
 @syscall(332, "statx")
@@ -332,7 +331,7 @@ def sys_statx(task: Process, dfd: int, path_ptr: int, flags: int, mask: int, buf
     follow = not flags & AT_SYMLINK_NOFOLLOW
     target: object
     if not path:
-        got = _file_at(task, dfd)
+        got = file_at(task, dfd)
         if isinstance(got, int):
             return got
         target = got
@@ -346,7 +345,7 @@ def sys_statx(task: Process, dfd: int, path_ptr: int, flags: int, mask: int, buf
         nd = vfs.lookup(target, follow)
         if nd == -E.ENOENT and mem_device_name(target) is not None:
             k = stat_path(task, target, follow)
-            return k if isinstance(k, int) else _put(task, buf, pack_statx(k))
+            return k if isinstance(k, int) else put_out(task, buf, pack_statx(k))
         if isinstance(nd, int):
             return nd
         try:
@@ -354,20 +353,20 @@ def sys_statx(task: Process, dfd: int, path_ptr: int, flags: int, mask: int, buf
         finally:
             nd.close()
         if raw is not None:
-            return _put(task, buf, raw)
+            return put_out(task, buf, raw)
         k = stat_path(task, target, follow)
     elif isinstance(target, File) and isinstance(target.inode.backing, VfsBacking):
         raw = host_statx(target.inode.backing.fd, flags, mask)
         if raw is not None:
             if S.S_ISREG(target.inode.i_mode):
                 raw = raw[:0x28] + struct.pack("<Q", target.inode.i_size) + raw[0x30:]
-            return _put(task, buf, raw)
+            return put_out(task, buf, raw)
         k = kstat_of(task, target)
     elif isinstance(target, str):
         k = stat_path(task, target, follow)
     else:
         k = kstat_of(task, target)
-    return k if isinstance(k, int) else _put(task, buf, pack_statx(k))
+    return k if isinstance(k, int) else put_out(task, buf, pack_statx(k))
 
 
 # ---- access -----------------------------------------------------------------------------------
@@ -382,7 +381,7 @@ def do_faccessat(task: Process, dfd: int, path_ptr: int, mode: int, flags: int) 
         return path
     follow = not flags & AT_SYMLINK_NOFOLLOW
     if not path:
-        f = _file_at(task, dfd)
+        f = file_at(task, dfd)
         if isinstance(f, int):
             return f
         if not isinstance(f, str):
@@ -434,7 +433,7 @@ def do_readlinkat(task: Process, dfd: int, path_ptr: int, buf: int, bufsiz: int)
     if isinstance(path, int):
         return path
     if not path:
-        f = _file_at(task, dfd)
+        f = file_at(task, dfd)
         if isinstance(f, int):
             return f
         if not (isinstance(f, File) and f.f_flags & O_PATH and S.S_ISLNK(f.inode.i_mode)):
@@ -477,139 +476,3 @@ def sys_readlink(task: Process, path: int, buf: int, bufsiz: int, *_: int) -> in
 @syscall(267, "readlinkat")
 def sys_readlinkat(task: Process, dfd: int, path: int, buf: int, bufsiz: int, *_: int) -> int:
     return do_readlinkat(task, dfd, path, buf, bufsiz)
-
-
-# ---- file times and file-system statistics -----------------------------------------------------
-UTIME_NOW = (1 << 30) - 1
-UTIME_OMIT = (1 << 30) - 2
-STATFS_SIZE = 120
-
-
-def _times_from_user(task: Process, times: int) -> list[int | None] | int:
-    """The two timespecs of utimensat as ns, None for UTIME_NOW, -1 for UTIME_OMIT."""
-    want: list[int | None] = [None, None]
-    if not times:
-        return want
-    raw = copy_from_user(task, times, 32)
-    if raw is None:
-        return -E.EFAULT
-    for i in range(2):
-        sec, nsec = struct.unpack_from("<qq", raw, 16 * i)
-        if nsec == UTIME_OMIT:
-            want[i] = -1
-        elif nsec == UTIME_NOW:
-            want[i] = None
-        elif not 0 <= nsec < 10**9:
-            return -E.EINVAL
-        else:
-            want[i] = sec * 10**9 + nsec
-    return want
-
-
-def _set_times(fd: int, name: str, want: list[int | None]) -> int:
-    """utimes_common() on the host object (dir fd + one name, never followed; or an fd)."""
-    try:
-        st = os.stat(name, dir_fd=fd, follow_symlinks=False) if name else os.fstat(fd)
-        now = time.time_ns()
-        old = (st.st_atime_ns, st.st_mtime_ns)
-        ns = tuple(old[i] if w == -1 else now if w is None else w for i, w in enumerate(want))
-        if name:
-            os.utime(name, ns=ns, dir_fd=fd, follow_symlinks=False)
-        else:
-            os.utime(fd, ns=ns)
-    except OSError as exc:
-        return -(exc.errno or E.EIO)
-    return 0
-
-
-@syscall(280, "utimensat")
-def sys_utimensat(task: Process, dfd: int, path_ptr: int, times: int, flags: int,
-                  *_: int) -> int:
-    """do_utimes(): set the access and modification times (NULL times: now; UTIME_NOW and
-    UTIME_OMIT per field); a NULL path names the open file `dfd` itself. "Now" is the
-    host's clock, as a file's times are the host file's (see stat)."""
-    flags &= 0xFFFF_FFFF
-    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
-        return -E.EINVAL
-    want = _times_from_user(task, times)
-    if isinstance(want, int):
-        return want
-    if want == [-1, -1]:
-        return 0
-    vfs = task.machine.vfs
-    if path_ptr == 0:  # futimens()
-        f = _file_at(task, dfd)
-        if isinstance(f, int):
-            return f
-        if isinstance(f, str) or (isinstance(f, File) and f.f_flags & O_PATH):
-            return -E.EFAULT if isinstance(f, str) else -E.EBADF
-        if not isinstance(f, File) or not isinstance(f.inode.backing, VfsBacking):
-            return 0  # pipes, the console, /proc: nothing kept
-        return -E.EROFS if vfs.read_only else _set_times(f.inode.backing.fd, "", want)
-    path = user_path(task, path_ptr, bool(flags & AT_EMPTY_PATH))
-    if isinstance(path, int):
-        return path
-    if not path:
-        f = _file_at(task, dfd)
-        if isinstance(f, int):
-            return f
-        name = f if isinstance(f, str) else getattr(f, "path", "")
-    else:
-        got = at_path(task, dfd, path)
-        if isinstance(got, int):
-            return got
-        name = got
-    if not name or proc_normalise(name) is not None or mem_device_name(name) is not None:
-        return 0
-    nd = vfs.lookup(name, not flags & AT_SYMLINK_NOFOLLOW)
-    if isinstance(nd, int):
-        return nd
-    try:
-        return -E.EROFS if vfs.read_only else _set_times(*nd.at(), want)
-    finally:
-        nd.close()
-
-
-def host_statfs(fd: int) -> bytes | None:
-    """fstatfs(2) of a host descriptor: the host's struct statfs (120 bytes)."""
-    global _libc
-    try:
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-        buf = ctypes.create_string_buffer(STATFS_SIZE)
-        fn = _libc.syscall
-        fn.restype = ctypes.c_long
-        ret = fn(ctypes.c_long(138), ctypes.c_int(fd), buf)
-    except (OSError, AttributeError):
-        return None
-    return buf.raw if ret == 0 else None
-
-
-@syscall(137, "statfs")
-def sys_statfs(task: Process, path_ptr: int, buf: int, *_: int) -> int:
-    """user_statfs(): the statistics of the host file system holding the object."""
-    path = user_path(task, path_ptr)
-    if isinstance(path, int):
-        return path
-    name = at_path(task, AT_FDCWD, path)
-    if isinstance(name, int):
-        return name
-    nd = task.machine.vfs.lookup(name)
-    if isinstance(nd, int):
-        return nd
-    try:
-        raw = host_statfs(nd.fd)
-    finally:
-        nd.close()
-    return -E.ENOSYS if raw is None else _put(task, buf, raw)
-
-
-@syscall(138, "fstatfs")
-def sys_fstatfs(task: Process, fd: int, buf: int, *_: int) -> int:
-    f = task.files.get(s32(fd)) if s64(fd) == s32(fd) else None
-    if f is None:
-        return -E.EBADF
-    if not isinstance(f, File) or not isinstance(f.inode.backing, VfsBacking):
-        return -E.ENOSYS
-    raw = host_statfs(f.inode.backing.fd)
-    return -E.ENOSYS if raw is None else _put(task, buf, raw)

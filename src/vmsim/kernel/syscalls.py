@@ -81,6 +81,7 @@ def do_syscall_64(task: Process, nr: int, args: list[int]) -> int | None:
 
 def _load_handlers() -> None:
     from vmsim.kernel import (  # noqa: F401
+        sys_attr,
         sys_dir,
         sys_fs,
         sys_misc,
