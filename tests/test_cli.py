@@ -215,3 +215,23 @@ def test_run_instruction_budget_and_count(capsysbinary: pytest.CaptureFixture[by
     assert status == 0 and count is not None and 100 < int(count.group(1)) < 100_000
     status, _, err = run_cli(capsysbinary, "--max-instructions", "-1", "hello")
     assert status == 2 and "must be 0" in err
+
+
+def test_run_stats_json_per_process(capsysbinary: pytest.CaptureFixture[bytes],
+                                    tmp_path: Path) -> None:
+    """--stats-json: one record per process with its faults by kind, which add up to its
+    minor + major faults, and instructions when counted."""
+    import json
+
+    out = tmp_path / "stats.json"
+    assert main(["run", "--count-instructions", "--stats", "--stats-json", str(out), "cow"]) == 0
+    rows = json.loads(out.read_text())
+    assert [r["pid"] for r in rows] == [1, 2] and rows[1]["ppid"] == 1
+    for r in rows:
+        assert set(r) >= {"pid", "comm", "exit_code", "signal", "faults", "minflt", "majflt",
+                          "peak_rss_kb", "pgtable_kb", "instructions"}
+        faults = {k: v for k, v in r["faults"].items() if k != "stack-growth"}
+        assert sum(faults.values()) == r["minflt"] + r["majflt"] > 0
+        assert r["instructions"] > 1000 and r["peak_rss_kb"] > 0 and r["pgtable_kb"] > 0
+    assert rows[1]["exit_code"] == 7 and rows[1]["faults"].get("wp-copy", 0) >= 1
+    assert "--- per process ---" in capsysbinary.readouterr().err.decode()

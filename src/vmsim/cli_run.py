@@ -17,6 +17,7 @@ import argparse
 import errno as E
 import inspect
 import io
+import json
 import os
 import shutil
 import struct
@@ -57,6 +58,7 @@ FAULT_KINDS = {
     "sigbus": "SIGBUS",
     "guard": "guard region (SIGSEGV)",
     "oom": "out of memory",
+    "stack-growth": "stack grown down to the fault (expand_stack)",
 }
 
 
@@ -103,7 +105,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     run.add_argument("--trace", action="store_true",
                      help="print each system call to stderr: [pid] name(args) = ret")
     run.add_argument("--stats", action="store_true",
-                     help="print faults by kind, COW copies, TLB flushes, ... to stderr at the end")
+                     help="print faults by kind, COW copies, TLB flushes, ... to stderr at the end, "
+                     "for the machine and per process")
+    run.add_argument("--stats-json", type=Path, default=None, metavar="FILE",
+                     help="write the per-process statistics to FILE as JSON")
     run.add_argument("program", metavar="PROGRAM",
                      help="a bundled sample's name (hello, cow, ...) or a path to a static "
                      "x86-64 ELF program")
@@ -208,6 +213,46 @@ def format_stats(machine: Machine, seconds: float) -> str:
     if machine.insns:
         lines.append(f"instructions         {machine.insns:>8}")
     lines.append(f"host time            {seconds:>8.3f} s")
+    return "\n".join(lines) + "\n"
+
+
+def process_stats(machine: Machine) -> list[dict[str, object]]:
+    """One record per process the machine ran: its faults by kind, minor and major faults,
+    peak RSS, page tables, instructions (when counted), TLB fills (soft engine), host time."""
+    fills = getattr(machine.cpu, "fills_by_pid", {})
+    kb = machine.kmem.page_size // 1024
+    out: list[dict[str, object]] = []
+    for proc in machine.history:
+        if proc.alive:
+            proc.account_mm()
+        status = proc.wait_status
+        out.append({
+            "pid": proc.pid, "ppid": proc.ppid, "comm": proc.comm,
+            "exit_code": proc.exit_code, "signal": status & 0x7F if proc.state == "killed" else 0,
+            "faults": dict(sorted(proc.acct.kinds.items())),
+            "minflt": proc.acct.min_flt, "majflt": proc.acct.maj_flt,
+            "peak_rss_kb": proc.peak_rss_pages * kb, "pgtable_kb": proc.pgtables_bytes // 1024,
+            "instructions": proc.insns if machine.count_instructions or machine.max_instructions
+            else None,
+            "tlb_fills": fills.get(proc.pid), "host_seconds": round(proc.host_ns / 1e9, 6),
+        })
+    return out
+
+
+def format_process_stats(rows: list[dict[str, object]]) -> str:
+    """The per-process table of --stats."""
+    lines = ["", "--- per process ---",
+             f"{'pid':>5} {'comm':<15} {'exit':>5} {'minflt':>7} {'majflt':>6} {'peakRSS':>9} "
+             f"{'pgtbl':>7} {'instructions':>13} {'TLBfill':>8} {'time':>8}  faults by kind"]
+    for r in rows:
+        status = f"+{r['signal']}" if r["signal"] else str(r["exit_code"])
+        insns = "-" if r["instructions"] is None else str(r["instructions"])
+        fills = "-" if r["tlb_fills"] is None else str(r["tlb_fills"])
+        kinds = " ".join(f"{k}={v}" for k, v in r["faults"].items())  # type: ignore[attr-defined]
+        lines.append(f"{r['pid']:>5} {str(r['comm'])[:15]:<15} {status:>5} {r['minflt']:>7} "
+                     f"{r['majflt']:>6} {str(r['peak_rss_kb']) + 'k':>9} "
+                     f"{str(r['pgtable_kb']) + 'k':>7} {insns:>13} {fills:>8} "
+                     f"{r['host_seconds']:>7.3f}s  {kinds}")
     return "\n".join(lines) + "\n"
 
 
@@ -371,4 +416,10 @@ def _run(args: argparse.Namespace, work: Path) -> int:
         print(f"vmsim: {args.program}: {text} ({name})", file=sys.stderr)
     if args.stats:
         sys.stderr.write(format_stats(machine, seconds))
+        sys.stderr.write(format_process_stats(process_stats(machine)))
+    if args.stats_json is not None:
+        try:
+            args.stats_json.write_text(json.dumps(process_stats(machine), indent=2) + "\n")
+        except OSError as exc:
+            print(f"vmsim: --stats-json: {exc.strerror}: {args.stats_json}", file=sys.stderr)
     return result.exit_code

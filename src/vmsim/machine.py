@@ -114,6 +114,7 @@ class Machine:
         self._next_ino = 0x1000
         self._exit_seq = 0
         self._private_root: Path | None = None
+        self.history: list[Process] = []  # every process the machine has had, for statistics
 
     # ---- processes ------------------------------------------------------------
     def mm_alloc(self) -> MmStruct:
@@ -142,6 +143,7 @@ class Machine:
         proc.pgid = proc.sid = pid
         self.attach_mm(proc)
         self.processes[pid] = proc
+        self.history.append(proc)
         return proc
 
     def attach_mm(self, proc: Process) -> None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ctypes
 import pickle
+import time
 from typing import TYPE_CHECKING
 
 from unicorn import (
@@ -308,6 +309,7 @@ class UnicornEngine:
         before = counter.count if counter is not None else 0
         if counter is not None:
             counter.set_limit(machine.max_instructions or None)
+        started = time.perf_counter_ns()
         try:
             if uc.reg_read(RIP) == NEVER:
                 # emu_start would stop at once without fetching (it is its `until` address),
@@ -320,6 +322,7 @@ class UnicornEngine:
             do_trap(task, VEC_UD, 0, uc.reg_read(RIP), str(exc))
         finally:
             self.on_cpu = None
+            task.host_ns += time.perf_counter_ns() - started
             if counter is not None:
                 task.insns += counter.count - before
                 machine.insns = counter.count

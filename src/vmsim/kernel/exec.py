@@ -275,6 +275,7 @@ def begin_new_exec(task: Process, filename: str) -> None:
     """begin_new_exec(): a new, empty mm; close-on-exec files; default signal actions;
     the name; release a vfork parent."""
     machine = task.machine
+    task.account_mm()
     old = task.mm
     task.mm = machine.mm_alloc()
     task.mm.rlimits = old.rlimits  # resource limits and capabilities survive exec

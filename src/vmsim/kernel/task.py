@@ -112,6 +112,9 @@ class Process:
     restore_sigmask_after_signal: int | None = None
     cpu_ns: int = 0
     insns: int = 0  # instructions executed (when the machine counts them)
+    host_ns: int = 0  # host time spent running this task's instructions and its faults
+    peak_rss_pages: int = 0  # the largest RSS of any address space the task had
+    pgtables_bytes: int = 0  # page-table bytes of its address space at exit (or exec)
 
     # ---- bookkeeping ------------------------------------------------------
     @property
@@ -377,8 +380,16 @@ class Process:
         self._enter()
         self.machine.do_exit(self, exit_code=code)
 
+    def account_mm(self) -> None:
+        """Remember the address space's peak RSS and page tables before it goes (exit, exec)."""
+        mm = self.mm
+        mm.update_hiwater_rss()
+        self.peak_rss_pages = max(self.peak_rss_pages, mm.hiwater_rss)
+        self.pgtables_bytes = mm.pgtables_bytes
+
     def release_mm(self) -> None:
         """exit_mm() -> mmput() -> exit_mmap()."""
+        self.account_mm()
         self.mm.mm_users -= 1
         if self.mm.mm_users == 0:
             exit_mmap(self.mm)

@@ -10,7 +10,8 @@ never exceptions.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 from vmsim.arch.paging import Access, MmuFault
@@ -81,10 +82,12 @@ PF_INSTR = int(MmuFault.INSTR)
 
 @dataclass
 class FaultAccount:
-    """The fault counters of a task (task_struct's min_flt and maj_flt)."""
+    """The fault counters of a task (task_struct's min_flt and maj_flt), and its resolved
+    faults by kind (vmsim's own statistics: an mm's counts are lost at exec)."""
 
     min_flt: int = 0
     maj_flt: int = 0
+    kinds: Counter[str] = field(default_factory=Counter)
 
 
 class FaultOutcome(NamedTuple):
@@ -162,6 +165,8 @@ def expand_stack(mm: MmStruct, vma: Vma, address: int) -> bool:
     mm.vmacache_invalidate()
     mm.total_vm += grow
     mm.stack_vm += grow
+    if mm.kmem.current is not None:
+        mm.kmem.current.kinds["stack-growth"] += 1
     if vma.vm_flags & VM_LOCKED:
         mm.locked_vm += grow
     mm.update_hiwater_vm()
@@ -214,6 +219,8 @@ def handle_mm_fault(mm: MmStruct, vma: Vma, address: int, access: int,
         return VmFault.OOM, "oom"
     result, kind = handle_pte_fault(mm, vma, address, pte_addr, access)
     mm.fault_kinds[kind] += 1
+    if kmem.current is not None:
+        kmem.current.kinds[kind] += 1
     kmem.fault_kinds[kind] += 1
     if result and result & _MAJOR:
         kmem.vm_event["pgmajfault"] += 1
