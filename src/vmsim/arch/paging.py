@@ -39,12 +39,28 @@ class Access(enum.IntFlag):
 class Level:
     """One level of the table tree: its kernel name and index width.
 
-    `leaf_ok` says the level may hold a large-page leaf (PS bit on x86).
+    `leaf_ok` says the level may hold a large-page leaf (PS bit on x86, a
+    block descriptor on ARM64, R|W|X on RISC-V); an entry that looks like a
+    leaf at a level that may not hold one is a reserved-bit fault.
+    `present` overrides the mode's present mask at this level (0: the mode's;
+    PowerPC 32's PMD is present when its address field is non-zero).
+    `rights` says the entry's permission bits count when it points at a table
+    and that the walker sets its accessed bit (x86: every level but the PAE
+    PDPTE; ARM64, RISC-V, PowerPC: only leaves carry rights).
+    `table_flags` overrides the mode's `table_flags` for a table pointer at this
+    level (-1: the mode's; the PAE PDPTE holds P alone, the rest is reserved).
+    `bad` lists (mask, value) pairs that make a present entry malformed when
+    ``entry & mask == value`` (a RISC-V W-without-R leaf, an ARM64 level-3
+    descriptor with bit 1 clear): a reserved-bit fault.
     """
 
     name: str
     bits: int
     leaf_ok: bool = False
+    present: int = 0
+    rights: bool = True
+    table_flags: int = -1
+    bad: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,6 +81,14 @@ class PteBits:
     soft_dirty: int = 0
     protnone: int = 0
     huge_pat: int = 0  # the PAT bit of a large-page leaf (x86 bit 12); the bits above it are reserved
+    # Permission bits of formats other than x86's "present means readable, NX forbids":
+    read: int = 0  # a positive read permission (RISC-V R, PowerPC _PAGE_READ); 0: present is readable
+    exec: int = 0  # a positive execute permission (RISC-V X, PowerPC _PAGE_EXEC)
+    rdonly: int = 0  # a negative write permission (ARM64 AP[2], Linux's PTE_RDONLY)
+    uxn: int = 0  # ARM64 UXN: no execution at EL0
+    pxn: int = 0  # ARM64 PXN: no execution at EL1
+    dbm: int = 0  # ARM64 DBM (Linux's PTE_WRITE): a write clears AP[2] instead of faulting
+    privileged: int = 0  # a negative user permission (PowerPC 64 _PAGE_PRIVILEGED)
 
 
 @dataclass(frozen=True)
@@ -95,6 +119,21 @@ class PagingMode:
     swp_offset_shift: int = 0
     swp_offset_bits: int = 0
     swp_offset_inverted: bool = False
+    swp_flags: int = 0  # bits every swap entry carries (PowerPC 64: _PAGE_PTE)
+    # How the format differs from x86-64's (the defaults are x86-64's):
+    byteorder: str = "little"  # entries as stored in RAM ("big" on PowerPC)
+    canonical_rule: str = "sign"  # "sign": bits above va_bits-1 copy it; "zero": they are 0
+    # An entry of a non-last level points at a table when entry & table_test[0] == table_test[1];
+    # None: x86's rule, the PS bit clear.
+    table_test: tuple[int, int] | None = None
+    # (mask, right shift, left shift) turning a table-pointer entry into the table's physical
+    # address; None: the leaf rule (frame-number field << page_shift).
+    table_addr: tuple[int, int, int] | None = None
+    hw_ad: bool = True  # the walker sets A/D itself; False: a leaf needing an update faults
+    misaligned_leaf_faults: bool = True  # frame bits below a large leaf's size: RSVD fault, or ignored
+    exec_needs_user: bool = True  # a user fetch needs the user bit (False on ARM64: UXN alone)
+    # Names of the entry's bits for describe()/vtop, low bit first; () : x86's names.
+    bit_names: tuple[tuple[str, int], ...] = ()
 
     # ---- derived geometry -------------------------------------------------
     @cached_property
@@ -141,9 +180,71 @@ class PagingMode:
                 steps, last, self.pfn_mask, self.pfn_shift, self.page_shift, self.page_size,
                 self.va_bits - 1, self._canonical_top)
 
+    @cached_property
+    def translate_consts(self) -> tuple:  # type: ignore[type-arg]
+        """Everything the generic `translate` reads, in one tuple (one lookup on the hot path).
+
+        `walk_consts` keeps its older x86-shaped layout for the mm core's table
+        walkers; this one carries what every format needs: per level (shift,
+        index mask, present mask, table-test mask and value, leaf allowed,
+        reserved frame bits, rights "keep" mask, accessed bit to set on a
+        table entry, malformed patterns), and the permission masks.
+        """
+        b = self.bits
+        last = len(self.levels) - 1
+        tmask, tval = self.table_test if self.table_test is not None else (b.huge, 0)
+        steps = tuple(
+            (self.shifts[i], self.ptrs_per[i] - 1, self.level_present(i), tmask, tval,
+             i == last or self.levels[i].leaf_ok, self.huge_reserved(i),
+             0 if self.levels[i].rights else -1,
+             b.accessed if self.levels[i].rights and i < last else 0,
+             self.levels[i].bad)
+            for i in range(last + 1))
+        taddr = self.table_addr if self.table_addr is not None else (
+            self.pfn_mask, self.pfn_shift, self.page_shift)
+        flip, needs = self._rights_masks()
+        write_set = b.dirty if not b.rdonly else 0
+        write_clear = b.rdonly
+        return (self.entry_size, steps, last, self.pfn_mask, self.pfn_shift, self.page_shift,
+                self.page_size, self._canonical_shift, self._canonical_top, taddr,
+                self.byteorder == "big", flip, needs, b.accessed, write_set, write_clear,
+                b.dbm if self.hw_ad else 0, self.hw_ad, b.rdonly)
+
+    def _rights_masks(self) -> tuple[int, tuple[tuple[int, int, int], tuple[int, int, int]]]:
+        """(flip, needs): an entry XOR flip has a set bit for every right it grants;
+        needs[user][access] is the set of rights an access of that kind requires.
+
+        Negative bits (x86 NX, ARM64 AP[2]/UXN/PXN, PowerPC _PAGE_PRIVILEGED) are
+        flipped; a mode without a bit for a right (x86 read) never requires it.
+        """
+        b = self.bits
+        flip = b.nx | b.rdonly | b.uxn | b.pxn | b.privileged
+        read = b.read
+        write = (b.rdonly or b.write) | read
+        user = b.user | b.privileged
+        x_user = b.exec | b.nx | b.uxn
+        x_sup = b.exec | b.nx | b.pxn
+        sup = (read, write, x_sup)
+        usr = (user | read, user | write, (user if self.exec_needs_user else 0) | x_user)
+        return flip, (sup, usr)
+
+    def level_present(self, level: int) -> int:
+        """The mask whose bits make an entry of `level` present to the walker."""
+        return self.levels[level].present or self.bits.present
+
+    def table_entry_flags(self, level: int) -> int:
+        """The flags Linux writes in a `level` entry pointing at a table (pXd_populate)."""
+        flags = self.levels[level].table_flags
+        return self.table_flags if flags == -1 else flags
+
+    @cached_property
+    def _canonical_shift(self) -> int:
+        return self.va_bits - 1 if self.canonical_rule == "sign" else self.va_bits
+
     def huge_reserved(self, level: int) -> int:
         """Frame-field bits a large-page leaf at `level` must keep clear (below its alignment)."""
-        if level == len(self.levels) - 1 or not self.levels[level].leaf_ok:
+        if (level == len(self.levels) - 1 or not self.levels[level].leaf_ok
+                or not self.misaligned_leaf_faults):
             return 0
         return ((1 << self.shifts[level]) - 1) & self.pfn_mask & ~self.bits.huge_pat
 
@@ -162,6 +263,24 @@ class PagingMode:
         """The physical address an entry points to (a table or a frame)."""
         return self.entry_pfn(entry) << self.page_shift
 
+    def table_phys(self, entry: int) -> int:
+        """The physical address of the table a non-leaf entry points to."""
+        if self.table_addr is None:
+            return self.entry_phys(entry)
+        mask, right, left = self.table_addr
+        return (entry & mask) >> right << left
+
+    def read_entry(self, mem: PhysAccess, phys: int) -> int:
+        """The entry at `phys` as a number, in this format's byte order."""
+        value = mem.read_entry(phys, self.entry_size)
+        return _bswap(value, self.entry_size) if self.byteorder == "big" else value
+
+    def write_entry(self, mem: PhysAccess, phys: int, value: int) -> None:
+        """Store entry `value` at `phys` in this format's byte order."""
+        if self.byteorder == "big":
+            value = _bswap(value, self.entry_size)
+        mem.write_entry(phys, self.entry_size, value)
+
     def make_entry(self, pfn: int, flags: int) -> int:
         return ((pfn << self.pfn_shift) & self.pfn_mask) | (flags & self.flags_mask)
 
@@ -169,7 +288,7 @@ class PagingMode:
         """A non-present entry holding swap entry (type, offset)."""
         omask = (1 << self.swp_offset_bits) - 1
         stored = (~offset if self.swp_offset_inverted else offset) & omask
-        return (swp_type << self.swp_type_shift) | (stored << self.swp_offset_shift)
+        return (swp_type << self.swp_type_shift) | (stored << self.swp_offset_shift) | self.swp_flags
 
     def pte_swp_type(self, entry: int) -> int:
         return (entry >> self.swp_type_shift) & ((1 << self.swp_type_bits) - 1)
@@ -179,6 +298,13 @@ class PagingMode:
         stored = (entry >> self.swp_offset_shift) & omask
         return (~stored & omask) if self.swp_offset_inverted else stored
 
+    def is_table(self, level: int, entry: int) -> bool:
+        """A present entry of a non-last `level` points at a table (not a leaf)."""
+        if level == len(self.levels) - 1:
+            return False
+        mask, value = self.table_test if self.table_test is not None else (self.bits.huge, 0)
+        return entry & mask == value
+
     def is_present(self, entry: int) -> bool:
         """Linux's pte_present: hardware present, or PROT_NONE (present to the kernel only)."""
         return bool(entry & (self.bits.present | self.bits.protnone))
@@ -187,30 +313,32 @@ class PagingMode:
         return bool(entry & self.bits.present)
 
     def is_leaf(self, level: int, entry: int) -> bool:
-        """A non-last level entry is a leaf if the level allows it and the huge bit is set."""
+        """A last-level entry is a leaf; a higher one if the level allows it and it is no table."""
         if level == len(self.levels) - 1:
             return True
-        return self.levels[level].leaf_ok and bool(entry & self.bits.huge)
+        return self.levels[level].leaf_ok and not self.is_table(level, entry)
 
     def canonical(self, va: int) -> bool:
-        """Sign-extension rule: bits above va_bits-1 equal bit va_bits-1."""
-        top = va >> (self.va_bits - 1)
+        """The mode's canonical-address rule: bits above the VA width sign- or zero-extend it."""
+        top = va >> self._canonical_shift
         return top == 0 or top == self._canonical_top
 
     @cached_property
     def _canonical_top(self) -> int:
+        if self.canonical_rule == "zero":
+            return 0
         return (1 << (64 - self.va_bits + 1)) - 1
 
     def describe(self, entry: int) -> list[str]:
         """Names of the flag bits set in `entry` (for vtop and debugging)."""
         b = self.bits
-        names = [
+        names = list(self.bit_names) or [
             ("P", b.present), ("RW", b.write), ("US", b.user), ("PWT", b.pwt),
             ("PCD", b.pcd), ("A", b.accessed), ("D", b.dirty), ("PS", b.huge),
             ("G", b.global_), ("SPECIAL", b.special), ("SOFT_DIRTY", b.soft_dirty),
             ("NX", b.nx),
         ]
-        out = [n for n, m in names if m and entry & m]
+        out = [n for n, m in names if m and entry & m == m]
         if b.protnone and entry & b.protnone and not entry & b.present:
             out.append("PROTNONE")
         return out
@@ -251,9 +379,11 @@ class Walk:
 def walk(mode: PagingMode, mem: PhysAccess, root: int, va: int) -> Walk:
     """Walk the tables from `root` for `va`, level by level, as an MMU would.
 
-    Reads only; stops at the first non-present entry (hardware present bit).
-    Large-page leaves end the walk early, combining the entry's frame with the
-    low address bits.
+    Reads only; stops at the first non-present entry (the level's present
+    mask). Large-page leaves end the walk early, combining the entry's frame
+    with the low address bits. Permissions are not checked (see `translate`);
+    an entry that looks like a leaf where none may be is reported as where the
+    walk stopped (phys None).
     """
     steps: list[WalkStep] = []
     table = root
@@ -262,16 +392,23 @@ def walk(mode: PagingMode, mem: PhysAccess, root: int, va: int) -> Walk:
     for lvl in range(nlevels):
         idx = mode.index(lvl, va)
         addr = table + idx * es
-        entry = mem.read_entry(addr, es)
+        entry = mode.read_entry(mem, addr)
         steps.append(WalkStep(lvl, mode.levels[lvl].name, table, idx, addr, entry))
-        if not mode.hw_present(entry):
+        if not entry & mode.level_present(lvl):
             return Walk(va, tuple(steps), None, None, mode.page_size)
-        if mode.is_leaf(lvl, entry):
+        if lvl == nlevels - 1 or not mode.is_table(lvl, entry):
+            if lvl < nlevels - 1 and not mode.levels[lvl].leaf_ok:
+                return Walk(va, tuple(steps), None, None, mode.page_size)
             span = mode.level_span(lvl) if lvl < nlevels - 1 else mode.page_size
             base = mode.entry_phys(entry) & ~(span - 1)
             return Walk(va, tuple(steps), base | (va & (span - 1)), lvl, span)
-        table = mode.entry_phys(entry)
+        table = mode.table_phys(entry)
     raise AssertionError("walk: fell off the last level")  # pragma: no cover
+
+
+def _bswap(value: int, size: int) -> int:
+    """An entry's value with its bytes reversed (big-endian formats on a little-endian RAM view)."""
+    return int.from_bytes(value.to_bytes(size, "little"), "big")
 
 
 class MmuFault(enum.IntFlag):
@@ -288,57 +425,82 @@ def translate(mode: PagingMode, mem: PhysAccess, root: int, va: int, access: int
               user: bool = True) -> tuple[int, int]:
     """Translate one access as the hardware would: (phys, 0) or (-1, error_code).
 
-    Checks present, writable, user and no-execute at every level (the x86
-    rule: effective rights are the AND of all levels), and on success sets the
-    accessed bit on every level and the dirty bit on the leaf for a write,
-    exactly the bytes a hardware walker writes. This is the software MMU's
-    hot path, so it works on plain ints.
+    The one walker of every mode, driven by `PagingMode.translate_consts`.
+    Rights are the AND of every level that carries them (x86: all levels;
+    ARM64, RISC-V, PowerPC: the leaf), with negative bits (NX, AP[2], UXN,
+    _PAGE_PRIVILEGED) flipped so that each right is a set bit. On success it
+    sets the accessed bit on every level that has one and the dirty state of
+    the leaf for a write (x86/RISC-V/PowerPC: set D; ARM64 with DBM: clear
+    AP[2]), exactly the bytes a hardware walker writes; with `hw_ad` False a
+    needed update is a fault instead. Error codes use x86's bits (MmuFault)
+    for every mode. This is the software MMU's hot path, so it works on plain ints.
     """
-    (es, present, rw, us, nx, huge, accessed, dirty, steps, last, pfn_mask, pfn_shift,
-     page_shift, page_size, sign_bit, canonical_top) = mode.walk_consts
+    (es, steps, last, pfn_mask, pfn_shift, page_shift, page_size, sign_shift, canonical_top,
+     taddr, big, flip, needs, accessed, write_set, write_clear, dbm, hw_ad,
+     rdonly) = mode.translate_consts
     write = access & _ACC_WRITE
     err = (_PF_USER if user else 0) | (_PF_WRITE if write else 0) | (
         _PF_INSTR if access & _ACC_EXEC else 0)
-    top = va >> sign_bit
+    top = va >> sign_shift
     if top and top != canonical_top:
         return -1, err
+    need = needs[user][access]
     # RAM that offers a u64 memoryview is read inline (the common case), else via read_entry.
-    q = getattr(mem, "q", None) if es == 8 else None
+    q = getattr(mem, "q", None) if es == 8 and not big else None
+    tmask_addr, tshift_r, tshift_l = taddr
     table = root
-    writable = user_ok = True
-    noexec = False
-    stale: list[tuple[int, int]] = []  # upper-level entries without the accessed bit
+    rights = -1
+    stale: list[tuple[int, int]] = []  # table entries without the accessed bit
     lvl = 0
-    for shift, mask, leaf_ok, reserved in steps:
+    for shift, mask, present, tmask, tval, leaf_ok, reserved, keep, tamask, bad in steps:
         addr = table + ((va >> shift) & mask) * es
-        entry = q[addr >> 3] if q is not None else mem.read_entry(addr, es)
+        if q is not None:
+            entry = q[addr >> 3]
+        else:
+            entry = mem.read_entry(addr, es)
+            if big:
+                entry = _bswap(entry, es)
         if not entry & present:
             return -1, err
-        if not entry & rw:
-            writable = False
-        if not entry & us:
-            user_ok = False
-        if entry & nx:
-            noexec = True
-        if lvl == last or (leaf_ok and entry & huge):
-            if lvl < last and entry & reserved:
-                return -1, err | _PF_PROT | _PF_RSVD  # a misaligned large-page frame
-            if (user and not user_ok) or (write and not writable) or (
-                    access & _ACC_EXEC and noexec):
-                return -1, err | _PF_PROT
-            for a, e in stale:
-                mem.write_entry(a, es, e | accessed)
-            new = entry | accessed | (dirty if write else 0)
+        if bad:
+            for bmask, bval in bad:
+                if entry & bmask == bval:
+                    return -1, err | _PF_PROT | _PF_RSVD
+        if lvl == last or entry & tmask != tval:
+            if lvl < last and (not leaf_ok or entry & reserved):
+                return -1, err | _PF_PROT | _PF_RSVD  # no leaf allowed here, or a misaligned frame
+            rights &= entry ^ flip
+            new = entry | accessed
+            if write:
+                new = (new | write_set) & ~write_clear
+            if rights & need != need:
+                # ARM64 hardware dirty management: a DBM leaf whose only missing right is
+                # AP[2]'s write permission becomes writable (and thereby dirty).
+                if not (write and entry & dbm and (rights | rdonly) & need == need):
+                    return -1, err | _PF_PROT
             if new != entry:
-                mem.write_entry(addr, es, new)
+                if not hw_ad:
+                    return -1, err | _PF_PROT  # access-flag / dirty-bit fault (A/D by software)
+                if stale:
+                    for a, e in stale:
+                        _store(mem, a, es, e | accessed, big)
+                _store(mem, addr, es, new, big)
+            elif stale:
+                for a, e in stale:
+                    _store(mem, a, es, e | accessed, big)
             span = 1 << shift if lvl < last else page_size
             return (((entry & pfn_mask) >> pfn_shift << page_shift) & ~(span - 1)) | (
                 va & (span - 1)), 0
-        if not entry & accessed:
+        rights &= (entry ^ flip) | keep
+        if entry & tamask != tamask:
             stale.append((addr, entry))
-        table = (entry & pfn_mask) >> pfn_shift << page_shift
+        table = (entry & tmask_addr) >> tshift_r << tshift_l
         lvl += 1
     raise AssertionError("translate: fell off the last level")  # pragma: no cover
+
+
+def _store(mem: PhysAccess, addr: int, size: int, value: int, big: bool) -> None:
+    mem.write_entry(addr, size, _bswap(value, size) if big else value)
 
 
 _ACC_WRITE = int(Access.WRITE)
