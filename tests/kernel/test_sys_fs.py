@@ -802,3 +802,30 @@ int main(void) {
 def test_file_status_flags_match_native(tmp_path: Path) -> None:
     native, vm, _ = both(tmp_path, GETFL, "fs_getfl")
     assert vm == native
+
+
+FD_MISC = r"""
+int main(void) {
+    for (int i = 0; i < 6; i++) open("/prog", O_RDONLY);  /* fds 3..8 */
+    R(syscall(436, 4, 6, 0));
+    R(fcntl(4, F_GETFD)); R(fcntl(6, F_GETFD)); R(fcntl(7, F_GETFD));
+    R(syscall(436, 7, ~0u, 4));
+    R(fcntl(7, F_GETFD)); R(fcntl(8, F_GETFD));
+    R(syscall(436, 5, 4, 0));
+    R(syscall(436, 0, 1, 8));
+    R(posix_fadvise(3, 0, 0, POSIX_FADV_SEQUENTIAL) == 0);
+    R(syscall(SYS_fadvise64, 3, 0, 0, 99));
+    R(syscall(SYS_fadvise64, 3, 0, -1, 0));
+    R(syscall(SYS_fadvise64, 99, 0, 0, 0));
+    int p[2]; pipe(p);
+    R(syscall(SYS_fadvise64, p[0], 0, 0, 0));
+    sync();
+    R(syncfs(3)); R(syncfs(99));
+    return 0;
+}
+"""
+
+
+def test_close_range_fadvise_sync_match_native(tmp_path: Path) -> None:
+    native, vm, _ = both(tmp_path, FD_MISC, "fs_fdmisc")
+    assert vm == native

@@ -21,7 +21,7 @@ from vmsim.kernel.proc_files import ProcFile
 from vmsim.kernel.syscalls import s32, s64, syscall
 from vmsim.kernel.uaccess import copy_to_user
 from vmsim.mm import filemap
-from vmsim.mm.filemap import File
+from vmsim.mm.filemap import File, Inode
 from vmsim.mm.msync import sync_shared_dirty
 from vmsim.mm.vma import VM_SHARED
 
@@ -352,6 +352,15 @@ def sys_ftruncate(task: Process, fd: int, length: int, *_: int) -> int:
 
 
 # ---- writeback --------------------------------------------------------------------------------------
+def _writeback(task: Process, inode: Inode) -> None:
+    """Hardware dirty bits of shared mappings to the pages, then the dirty pages out."""
+    kmem = task.machine.kmem
+    for vma in list(inode.i_mmap):
+        if vma.vm_flags & VM_SHARED and vma.vm_mm is not None:
+            sync_shared_dirty(vma.vm_mm, vma.vm_start, vma.vm_end)
+    filemap.writeback_range(kmem, inode, 0, filemap.last_index(kmem, inode) + 1)
+
+
 def vfs_fsync(task: Process, fd: int, datasync: bool) -> int:
     """vfs_fsync_range() -> file_write_and_wait_range(): dirty bits of shared mappings move to
     their pages (as msync does), the dirty page-cache pages are written to the host file,
@@ -362,11 +371,7 @@ def vfs_fsync(task: Process, fd: int, datasync: bool) -> int:
     if isinstance(f, (PipeEnd, Console, ProcFile)) or not isinstance(f, File):
         return -E.EINVAL
     inode = f.inode
-    kmem = task.machine.kmem
-    for vma in list(inode.i_mmap):
-        if vma.vm_flags & VM_SHARED and vma.vm_mm is not None:
-            sync_shared_dirty(vma.vm_mm, vma.vm_start, vma.vm_end)
-    filemap.writeback_range(kmem, inode, 0, filemap.last_index(kmem, inode) + 1)
+    _writeback(task, inode)
     backing = inode.backing
     if isinstance(backing, VfsBacking) and backing.level:
         try:
@@ -435,3 +440,18 @@ def sys_fchown(task: Process, fd: int, uid: int, gid: int, *_: int) -> int:
     if not isinstance(f, File) or not isinstance(f.inode.backing, VfsBacking):
         return 0
     return task.machine.vfs.fchown(f, *_ids(uid, gid))
+
+
+@syscall(162, "sync")
+def sys_sync(task: Process, *_: int) -> int:
+    """ksys_sync(): write back every file's dirty pages (shared mappings included)."""
+    for inode in list(task.machine.vfs.inodes.values()):
+        _writeback(task, inode)
+    return 0
+
+
+@syscall(306, "syncfs")
+def sys_syncfs(task: Process, fd: int, *_: int) -> int:
+    if _fd(task, fd) is None:
+        return -E.EBADF
+    return sys_sync(task)

@@ -344,6 +344,39 @@ def sys_close(task: Process, fd: int, *_: int) -> int:
     return close_fd(task, s32(fd))
 
 
+CLOSE_RANGE_UNSHARE, CLOSE_RANGE_CLOEXEC = 2, 4
+
+
+@syscall(436, "close_range")
+def sys_close_range(task: Process, first: int, last: int, flags: int, *_: int) -> int:
+    """close_range() (fs/file.c): close, or mark close-on-exec, every descriptor in
+    [first, last] (unsigned ints); CLOSE_RANGE_UNSHARE is a no-op (no shared tables)."""
+    first, last, flags = first & 0xFFFF_FFFF, last & 0xFFFF_FFFF, flags & 0xFFFF_FFFF
+    if flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) or first > last:
+        return -E.EINVAL
+    for fd in sorted(fd for fd in task.files if first <= fd <= last):
+        if flags & CLOSE_RANGE_CLOEXEC:
+            task.cloexec.add(fd)
+        else:
+            close_fd(task, fd)
+    return 0
+
+
+@syscall(221, "fadvise64")
+def sys_fadvise64(task: Process, fd: int, offset: int, length: int, advice: int,
+                  *_: int) -> int:
+    """generic_fadvise(): advice is accepted and not acted on (vmsim's read-ahead is the
+    page cache's own); -ESPIPE for pipes, -EINVAL for bad advice or a negative length."""
+    f = lookup_fd(task, fd)
+    if f is None or (isinstance(f, File) and f.f_flags & O_PATH):
+        return -E.EBADF
+    if isinstance(f, (PipeEnd, Console)):
+        return -E.ESPIPE
+    if s64(length) < 0 or not 0 <= s32(advice) <= 5:
+        return -E.EINVAL
+    return 0
+
+
 @syscall(32, "dup")
 def sys_dup(task: Process, fd: int, *_: int) -> int:
     f = lookup_fd(task, fd)
