@@ -216,21 +216,25 @@ int main(void) {
   struct sigaction sa; memset(&sa, 0, sizeof sa); sa.sa_handler = tick;
   sigaction(SIGALRM, &sa, 0);
   char buf[16];
-  arm(10000);
+  arm(50000);
   errno = 0;
   ssize_t r = read(p[0], buf, sizeof buf);   /* no SA_RESTART: EINTR at the first tick */
-  printf("read without SA_RESTART: %zd errno %d ticks %d\n", r, errno, ticks);
+  int e = errno, t = ticks;
+  arm(0);
+  printf("read without SA_RESTART: %zd errno %d ticks %d\n", r, e, t);
   ticks = 0;
   sa.sa_flags = SA_RESTART; sigaction(SIGALRM, &sa, 0);
+  arm(50000);
   r = read(p[0], buf, sizeof buf);           /* restarted; the second tick brings data */
-  printf("read with SA_RESTART: %zd '%.*s' ticks %d\n", r, (int)r, buf, ticks);
+  t = ticks;
   arm(0);
+  printf("read with SA_RESTART: %zd '%.*s' ticks %d\n", r, (int)r, buf, t);
   /* a write into a full pipe, interrupted after part of it went in */
   static char big[100000];
   sa.sa_flags = 0; sa.sa_handler = SIG_IGN; sigaction(SIGALRM, &sa, 0);
   sa.sa_handler = tick; sigaction(SIGALRM, &sa, 0);
   ticks = 5;
-  arm(10000);
+  arm(50000);
   errno = 0;
   r = write(p[1], big, sizeof big);
   arm(0);

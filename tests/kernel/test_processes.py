@@ -175,7 +175,7 @@ int main(void) {
   printf("zombie exists: kill %d\n", r);
   r = kill(c, SIGKILL);
   printf("signal a zombie: %d\n", r);
-  int st; pid_t w = waitpid(c, &st, WNOHANG);
+  int st; pid_t w = waitpid(c, &st, 0);  /* (EOF may come just before the zombie does) */
   printf("reaped %d code %d\n", w == c, WEXITSTATUS(st));
   errno = 0; r = kill(c, 0);
   printf("after reaping: kill %d errno %d\n", r, errno);
@@ -207,11 +207,13 @@ int main(void) {
   pid_t c = fork();
   if (c == 0) {
     int hold[2]; pipe(hold);
+    int started[2]; pipe(started);
     pid_t me = getpid();
     pid_t g = fork();
     if (g == 0) {
       close(hold[1]); close(result[0]);
       int before = getppid() == me;
+      write(started[1], "s", 1);
       char x; read(hold[0], &x, 1);   /* EOF once the middle process has exited */
       while (getppid() == me) sched_yield();
       char msg[64];
@@ -220,6 +222,7 @@ int main(void) {
       write(result[1], msg, n);
       _exit(0);
     }
+    char s; read(started[0], &s, 1);    /* the grandchild has looked at its parent */
     _exit(3);
   }
   close(result[1]);

@@ -61,12 +61,20 @@ LINE = re.compile(r"\[(\d+)\]: segfault at ([0-9a-f]+) ip ([0-9a-f]+) sp ([0-9a-
 def _host_line(binary: Path, arg: str) -> tuple[str, str, str, str | None] | None:
     """Run natively and find the kernel's segfault line in dmesg (None if unreadable or
     rate-limited)."""
+    def dmesg() -> str | None:
+        try:
+            got = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return got.stdout if got.returncode == 0 else None
+
+    before = dmesg()
     proc = subprocess.Popen([str(binary), arg], stdout=subprocess.DEVNULL)
     proc.wait(timeout=30)
-    try:
-        log = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
+    log = dmesg()
+    if before is None or log is None:
         return None
+    log = log[len(before):] if log.startswith(before) else log  # only what this run added
     found = None
     for m in LINE.finditer(log):  # the last line of that pid (pids are reused)
         if int(m.group(1)) == proc.pid:
