@@ -424,7 +424,13 @@ def setup_rt_frame(task: Process, signo: int, info: SigInfo, act: SigAction) -> 
     assert len(body) == FRAME_SIZE
     if not copy_to_user(task, frame, body):
         return False
-    task.signal.saved_fpu[frame] = task.machine.cpu.save_fpu(task)
+    saved = task.signal.saved_fpu
+    user_sp = values["rsp"]
+    for stale in [f for f in saved if f < user_sp]:
+        del saved[stale]  # frames below the interrupted sp were left by siglongjmp
+    while len(saved) >= 256:
+        del saved[next(iter(saved))]
+    saved[frame] = task.machine.cpu.save_fpu(task)
     if ss_flags & SS_AUTODISARM:
         task.signal.altstack = (0, SS_DISABLE, 0)  # sas_ss_reset() until rt_sigreturn
     regs.set("rdi", signo)
