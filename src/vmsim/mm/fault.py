@@ -18,7 +18,7 @@ from vmsim.arch.paging import Access, MmuFault
 from vmsim.mm import filemap
 from vmsim.mm.mm_struct import MM_ANONPAGES
 from vmsim.mm.page import PG
-from vmsim.mm.pgtable import pte_alloc
+from vmsim.mm.pgtable import pte_alloc, pte_free_new, pte_offset, pte_view
 from vmsim.mm.rmap import (
     anon_vma_prepare,
     mm_counter,
@@ -214,10 +214,13 @@ def handle_mm_fault(mm: MmStruct, vma: Vma, address: int, access: int,
     """
     kmem = mm.kmem
     kmem.vm_event["pgfault"] += 1
+    pmd_none = vma.vm_file is not None and pte_offset(kmem, mm.pgd, address) < 0
     pte_addr = pte_alloc(kmem, mm, address)
     if pte_addr < 0:
         return VmFault.OOM, "oom"
-    result, kind = handle_pte_fault(mm, vma, address, pte_addr, access)
+    result, kind = handle_pte_fault(mm, vma, address, pte_addr, access, pmd_none)
+    if pmd_none and result and result & VM_FAULT_ERROR:
+        pte_free_new(kmem, mm, address)  # the kernel never installed a table for it
     mm.fault_kinds[kind] += 1
     if kmem.current is not None:
         kmem.current.kinds[kind] += 1
@@ -243,8 +246,12 @@ def mm_account_fault(acct: FaultAccount | None, result: VmFault) -> None:
 
 
 def handle_pte_fault(mm: MmStruct, vma: Vma, address: int, pte_addr: int,
-                     access: int) -> tuple[VmFault, str]:
-    """handle_pte_fault(): dispatch on the state of the entry."""
+                     access: int, pmd_none: bool = False) -> tuple[VmFault, str]:
+    """handle_pte_fault(): dispatch on the state of the entry.
+
+    `pmd_none`: the kernel has no page table here yet (vmsim made one for
+    the fault); only fault-around cares (see do_fault_around()).
+    """
     kmem = mm.kmem
     mode = kmem.mode
     b = mode.bits
@@ -254,7 +261,7 @@ def handle_pte_fault(mm: MmStruct, vma: Vma, address: int, pte_addr: int,
         if vma.vm_file is None:
             return do_anonymous_page(mm, vma, address, pte_addr, write)
         if not write:
-            return do_read_fault(mm, vma, address, pte_addr)
+            return do_read_fault(mm, vma, address, pte_addr, pmd_none)
         if not vma.vm_flags & VM_SHARED:
             return do_cow_fault(mm, vma, address, pte_addr)
         return do_shared_fault(mm, vma, address, pte_addr)
@@ -372,7 +379,8 @@ def _file_page(mm: MmStruct, vma: Vma, address: int) -> tuple[int, VmFault, bool
     """__do_fault() -> filemap_fault(): the page-cache frame for address, or an error.
 
     Returns (pfn, HANDLED or MAJOR, retry): a cache hit is minor and may start
-    asynchronous read-ahead (retry: the fault would be retried after it);
+    asynchronous read-ahead or read a page that is not uptodate (retry: the
+    fault would be retried after it);
     a miss reads around the page (do_sync_mmap_readahead()) and is major.
     Shmem pages are found or created zeroed (shmem_fault()): no read-ahead.
     """
@@ -385,6 +393,9 @@ def _file_page(mm: MmStruct, vma: Vma, address: int) -> tuple[int, VmFault, bool
     pfn = inode.pages.get(index)
     if pfn is not None:
         retry = not inode.shmem and do_async_mmap_readahead(kmem, vma, index, pfn)
+        if not kmem.mem_map.flags_mv[pfn] & PG.uptodate:
+            filemap.filemap_read_folio(kmem, inode, index, pfn)  # page_not_uptodate:
+            retry = True  # read with the lock dropped, then retried; still a minor fault
         return pfn, VmFault.HANDLED, retry
     if not inode.shmem:
         do_sync_mmap_readahead(kmem, vma, index)
@@ -402,7 +413,8 @@ def _map_file_page(mm: MmStruct, pte_addr: int, pfn: int, prot: int) -> None:
     _set_pte(kmem, pte_addr, pfn, prot)
 
 
-def do_fault_around(mm: MmStruct, vma: Vma, address: int, pte_addr: int) -> bool:
+def do_fault_around(mm: MmStruct, vma: Vma, address: int, pte_addr: int,
+                    pmd_none: bool = False) -> bool:
     """do_fault_around() + filemap_map_pages(): map already-cached pages near the fault.
 
     The window is fault_around_bytes, aligned, clipped to the VMA, the page
@@ -410,6 +422,12 @@ def do_fault_around(mm: MmStruct, vma: Vma, address: int, pte_addr: int) -> bool
     PG_readahead are left for a fault to find (next_uptodate_folio()). Each
     cached page it looks at counts as a hit against the file's mmap_miss.
     Returns True if the faulting address itself got mapped.
+
+    With no page table yet (`pmd_none`), Linux 6.18 installs one only when
+    the first cached page it finds may be mapped large, which the page
+    holding EOF may not (filemap_map_pages()'s i_size check gates
+    filemap_map_pmd(), which is what installs the table): then nothing is
+    mapped, and a fault beyond EOF leaves that page unmapped.
     """
     kmem = mm.kmem
     mode = kmem.mode
@@ -435,6 +453,10 @@ def do_fault_around(mm: MmStruct, vma: Vma, address: int, pte_addr: int) -> bool
         pfn = inode.pages.get(index)
         if pfn is None or flags[pfn] & (PG.uptodate | PG.readahead) != PG.uptodate:
             continue
+        if pmd_none:
+            if index == file_pages - 1 and not inode.shmem:
+                return False
+            pmd_none = False
         looked += 1
         slot = table + i * mode.entry_size
         if kmem.phys.read_entry(slot, mode.entry_size):
@@ -446,9 +468,10 @@ def do_fault_around(mm: MmStruct, vma: Vma, address: int, pte_addr: int) -> bool
     return mapped_target
 
 
-def do_read_fault(mm: MmStruct, vma: Vma, address: int, pte_addr: int) -> tuple[VmFault, str]:
+def do_read_fault(mm: MmStruct, vma: Vma, address: int, pte_addr: int,
+                  pmd_none: bool = False) -> tuple[VmFault, str]:
     """do_read_fault(): fault-around first, then read the page and map it read-only."""
-    if do_fault_around(mm, vma, address, pte_addr):
+    if do_fault_around(mm, vma, address, pte_addr, pmd_none):
         return VmFault.NOPAGE, "file"
     got = _file_page(mm, vma, address)
     if isinstance(got, VmFault):
@@ -458,7 +481,11 @@ def do_read_fault(mm: MmStruct, vma: Vma, address: int, pte_addr: int) -> tuple[
     # the lock for the I/O and return VM_FAULT_RETRY; the retried fault finds
     # the pages cached (and unmarked) and maps the whole fault-around window,
     # the faulting page included.
-    if (result or retry) and do_fault_around(mm, vma, address, pte_addr):
+    if pmd_none:  # a table is installed once fault-around has mapped something
+        kmem = mm.kmem
+        pte_off = (address >> kmem.page_shift) & (kmem.mode.ptrs_per[-1] - 1)
+        pmd_none = not pte_view(kmem, pte_addr - pte_off * kmem.mode.entry_size).any()
+    if (result or retry) and do_fault_around(mm, vma, address, pte_addr, pmd_none):
         return result | VmFault.NOPAGE, "file"
     _map_file_page(mm, pte_addr, pfn, vma.vm_page_prot)
     return result, "file"

@@ -208,6 +208,13 @@ def filemap_get_page(kmem: Kmem, inode: Inode, index: int) -> tuple[int, bool] |
     return pfn, True
 
 
+def filemap_read_folio(kmem: Kmem, inode: Inode, index: int, pfn: int) -> None:
+    """filemap_read_folio(): fill a cached page that is not uptodate from the file."""
+    if not inode.shmem:
+        _read_page_into(kmem, inode, index, pfn)
+    kmem.mem_map.flags_mv[pfn] |= PG.uptodate
+
+
 def _cache_new_page(kmem: Kmem, inode: Inode, index: int) -> int | None:
     """A fresh frame holding file page `index`, added to the page cache (None: out of memory)."""
     pfn = kmem.alloc_page(zero=True)
@@ -464,6 +471,8 @@ def file_read(kmem: Kmem, inode: Inode, offset: int, n: int,
                 pfn = got[0] if got is not None else None
         elif flags[pfn] & PG.readahead:
             page_cache_async_ra(kmem, inode, ra, index, pfn, last_index - index)
+        if pfn is not None and not flags[pfn] & PG.uptodate:
+            filemap_read_folio(kmem, inode, index, pfn)  # filemap_update_page()
         if pfn is not None:
             if pos != offset or last_pos < 1 or (last_pos - 1) // ps != index:
                 folio_mark_accessed(flags, pfn)
@@ -498,6 +507,8 @@ def file_write(kmem: Kmem, inode: Inode, offset: int, data: bytes) -> int:
                 return -12 if pos == offset else pos - offset
             _read_page_into(kmem, inode, index, pfn)
             add_to_page_cache(kmem, inode, index, pfn)
+        elif not kmem.mem_map.flags_mv[pfn] & PG.uptodate:
+            filemap_read_folio(kmem, inode, index, pfn)  # write_begin reads what it keeps
         kmem.phys.write(pfn * ps + off, data[pos - offset:pos - offset + chunk])
         pos += chunk
     if inode.backing is not None:

@@ -8,6 +8,7 @@ from vmsim.mm import filemap
 from vmsim.mm import mman as m
 from vmsim.mm.memory import present_pages
 from vmsim.mm.mmap import U64, offset_in_page, page_align
+from vmsim.mm.page import PG
 from vmsim.mm.vma import VM_LOCKED, VM_SHARED
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ def do_msync(mm: MmStruct, start: int, length: int, flags: int) -> int:
 
 def do_mincore(mm: MmStruct, start: int, length: int) -> bytes | int:
     """mincore(2): one byte per page, 1 if resident. Anonymous holes in a VMA are 0;
-    file pages are resident if they are in the page cache."""
+    file pages are resident if they are in the page cache and uptodate (mincore_page())."""
     if offset_in_page(mm, start):
         return -m.EINVAL
     if start + length > mm.task_size or length > mm.task_size:
@@ -86,8 +87,10 @@ def do_mincore(mm: MmStruct, start: int, length: int) -> bytes | int:
         seg_end = min(end, vma.vm_end)
         if vma.vm_file is not None:
             inode = vma.vm_file.inode
+            flags = mm.kmem.mem_map.flags_mv
             for a in range(addr, seg_end, mm.kmem.page_size):
-                if vma.linear_page_index(a, shift) in inode.pages:
+                pfn = inode.pages.get(vma.linear_page_index(a, shift))
+                if pfn is not None and flags[pfn] & PG.uptodate:
                     out[(a - start) >> shift] = 1
         for a, _entry in present_pages(mm.kmem, mm, addr, seg_end):
             out[(a - start) >> shift] = 1

@@ -96,6 +96,32 @@ def pte_alloc(kmem: Kmem, mm: MmStruct, va: int) -> int:
     return table + ((va >> shift) & mask) * es
 
 
+def pte_free_new(kmem: Kmem, mm: MmStruct, va: int) -> None:
+    """Undo the last-level table pte_alloc() made for va if it is still empty.
+
+    The kernel allocates a file fault's page table only when it maps a page
+    (pmd_install() from fault-around or finish_fault()); vmsim allocates it
+    first, so a fault that mapped nothing gives it back. Upper levels stay,
+    as __handle_mm_fault() leaves them.
+    """
+    mode = kmem.mode
+    es = mode.entry_size
+    last = len(mode.levels) - 1
+    table = mm.pgd
+    entry_addr = 0
+    for lvl in range(last):
+        shift = mode.shifts[lvl]
+        entry_addr = table + ((va >> shift) & (mode.ptrs_per[lvl] - 1)) * es
+        entry = kmem.phys.read_entry(entry_addr, es)
+        if not entry & mode.bits.present or (mode.levels[lvl].leaf_ok and entry & mode.bits.huge):
+            return
+        table = mode.entry_phys(entry)
+    if pte_view(kmem, table).any():
+        return
+    kmem.phys.write_entry(entry_addr, es, 0)
+    _free_table(kmem, mm, table >> kmem.page_shift, last)
+
+
 def pte_tables(kmem: Kmem, root: int, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
     """Existing last-level tables covering [start, end): (table_phys, first_idx, end_idx, va_of_idx0).
 
