@@ -43,3 +43,18 @@ def test_matchers_are_precise() -> None:
     anon_hdr = "00100000-00101000 rw-p 00000000 00:00 0 "
     assert explain(mism("touch 0x100000 r", "Private_Dirty:         4 kB",
                         "Private_Dirty:         0 kB", ("pwrite 3 0 11",), anon_hdr)) is None
+
+
+def test_readahead_in_flight_is_narrow() -> None:
+    kd = by_id("readahead-io-in-flight")
+    populate = "mmap 0x40d000 0x2000 4 0x8012 3 0"
+    assert explain(mism(populate, "faults 2 0", "faults 1 0")) is kd
+    assert explain(mism("madvise 0x100000 0x2000 22", "faults 3 0", "faults 1 0")) is kd
+    assert explain(mism("mlock 0x100000 0x2000", "faults 2 0", "faults 1 0")) is kd
+    assert explain(mism(populate, "faults 1 0", "faults 2 0")) is None  # vmsim faulted more
+    assert explain(mism(populate, "faults 2 1", "faults 1 0")) is None  # majors differ
+    assert explain(mism("mmap 0x40d000 0x2000 4 0x8032 -1 0", "faults 2 0", "faults 1 0")) is None
+    assert explain(mism("mmap 0x40d000 0x2000 4 0x12 3 0", "faults 2 0", "faults 1 0")) is None
+    assert explain(mism("touch 0x40d000 r", "faults 2 0", "faults 1 0")) is None
+    assert explain(mism(populate, "Rss:                   4 kB",
+                        "Rss:                   8 kB")) is None
