@@ -602,3 +602,39 @@ def test_soft_mmu_engine_agrees(tmp_path: Path, name: str) -> None:
     if name == "QUEUE":
         src = "#include <sys/syscall.h>\n" + src
     same(tmp_path, src, f"soft-{name.lower()}", engine="soft")
+
+
+TRAPS = r"""
+int main(int argc, char **argv) {
+  volatile int z = 0;
+  int c = atoi(argv[1]);
+  if (c == 0) printf("%d\n", 5 / z);
+  if (c == 1) __asm__ volatile("ud2");
+  if (c == 2) __asm__ volatile("int3");
+  if (c == 3) __asm__ volatile("hlt");
+  if (c == 4) __asm__ volatile("mov $0x8000000000000000, %%rax; mov (%%rax), %%rax" ::: "rax");
+  return 0;
+}
+"""
+TRAP_LINE = re.compile(r"traps: \S+\[(\d+)\] (.*) ip:([0-9a-f]+) sp:[0-9a-f]+ error:([0-9a-f]+)"
+                       r"(?: in \S+(\[[0-9a-f]+,[0-9a-f]+\+[0-9a-f]+\]))?")
+
+
+@pytest.mark.parametrize(("case", "status", "what"), [
+    (0, 136, "trap divide error"), (1, 132, "trap invalid opcode"), (2, 133, "trap int3"),
+    (3, 139, "general protection fault"), (4, 139, "general protection fault")])
+def test_trap_signals_and_log_line(tmp_path: Path, case: int, status: int, what: str) -> None:
+    out = same(tmp_path, TRAPS, "traps", args=(str(case),))
+    assert out.vm.exit_code == status
+    lines = [m for line in out.vm.kernel_log if (m := TRAP_LINE.search(line))]
+    assert len(lines) == 1 and len(out.vm.kernel_log) == 1, out.vm.kernel_log
+    assert lines[0].group(2) == what
+    before = subprocess.run(["dmesg"], capture_output=True, text=True, check=False).stdout
+    proc = subprocess.Popen([str(out.binary), str(case)], stdout=subprocess.DEVNULL)
+    proc.wait(timeout=30)
+    log = subprocess.run(["dmesg"], capture_output=True, text=True, check=False).stdout
+    if not before or not log.startswith(before):
+        return  # dmesg unreadable here
+    host = [m for m in TRAP_LINE.finditer(log[len(before):]) if int(m.group(1)) == proc.pid]
+    if host:  # (absent when rate-limited)
+        assert host[-1].group(2, 3, 4, 5) == lines[0].group(2, 3, 4, 5)

@@ -99,14 +99,26 @@ def show_signal_msg(task: Process, signo: int, address: int, error_code: int, ip
     task.log.append(line)
 
 
+#: Exceptions whose signal the kernel does not log (debug, x87 and SIMD math errors).
+SILENT = frozenset({1, 16, 19})
+VEC_GP = 13
+
+
 def do_trap(task: Process, vector: int, error_code: int, ip: int, detail: str) -> None:
-    """do_trap()/exc_general_protection(): an exception other than #PF becomes a signal."""
+    """do_trap()/exc_general_protection(): an exception other than #PF becomes a signal.
+    show_signal() logs it when no handler is set: "trap NAME" for the do_trap() family,
+    plain "general protection fault" for #GP. An emulator failure other than an invalid
+    instruction (which is #UD) is logged on a line of vmsim's own."""
     signo, code, name = TRAPS.get(vector, (SIGSEGV, SI_KERNEL, f"trap {vector}"))
-    if unhandled(task, signo):
+    if unhandled(task, signo) and vector not in SILENT:
         sp = task.regs.get("rsp")
-        extra = f" ({detail})" if detail else ""
-        line = (f"traps: {task.comm}[{task.pid}] {name} ip:{ip:x} sp:{sp:x} "
-                f"error:{error_code:x}{_vma_suffix(task, ip)}{extra}")
+        kind = "" if vector == VEC_GP or vector not in TRAPS else "trap "
+        line = (f"traps: {task.comm}[{task.pid}] {kind}{name} ip:{ip:x} sp:{sp:x} "
+                f"error:{error_code:x}{_vma_suffix(task, ip)}")
+        task.machine.kernel_log.append(line)
+        task.log.append(line)
+    if detail and "INSN_INVALID" not in detail:
+        line = f"vmsim: {task.comm}[{task.pid}]: {detail}"
         task.machine.kernel_log.append(line)
         task.log.append(line)
     addr = ip if signo in (SIGILL, SIGFPE) or (signo == SIGTRAP and code != SI_KERNEL) else 0
