@@ -278,12 +278,14 @@ int main(void) {
   int p[2]; pipe(p);
   pid_t c = fork();
   if (c == 0) {
+    setpgid(0, 0);  /* a group of its own, not orphaned: SIGTSTP is not discarded */
     close(p[1]);
     char x; ssize_t r = read(p[0], &x, 1);   /* sleeps; a stop and continue do not end it */
     printf("child: read %zd '%c'\n", r, x);
     _exit(0);
   }
   close(p[0]);
+  setpgid(c, c);
   int st;
   kill(c, SIGSTOP);
   chld("SIGSTOP");
