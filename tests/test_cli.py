@@ -235,3 +235,14 @@ def test_run_stats_json_per_process(capsysbinary: pytest.CaptureFixture[bytes],
         assert r["instructions"] > 1000 and r["peak_rss_kb"] > 0 and r["pgtable_kb"] > 0
     assert rows[1]["exit_code"] == 7 and rows[1]["faults"].get("wp-copy", 0) >= 1
     assert "--- per process ---" in capsysbinary.readouterr().err.decode()
+
+
+def test_run_host_dynamic_shell_on_a_read_only_root(capfd: pytest.CaptureFixture[str]) -> None:
+    """The host's own dynamically linked /bin/sh runs with --root / --read-only: ld.so maps
+    libc from the host's files, and a write is refused with EROFS."""
+    status = main(["run", "--root", "/", "--read-only", "/bin/sh", "-c",
+                   "echo hello; echo x > /vmsim-must-not-exist || echo refused"])
+    out, err = capfd.readouterr()
+    assert status == 0 and out == "hello\nrefused\n"
+    assert "Read-only file system" in err
+    assert not Path("/vmsim-must-not-exist").exists()

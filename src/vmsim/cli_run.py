@@ -90,6 +90,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     run.add_argument("--root", metavar="DIR", default=None,
                      help="host directory the guest sees as / (default: a private temporary "
                      "root with the program and the samples); PROGRAM is then a guest path")
+    run.add_argument("--read-only", action="store_true",
+                     help="mount the root read-only: every change the guest tries is EROFS "
+                     "(e.g. --root / --read-only runs the host's own dynamically linked programs)")
     run.add_argument("--seed", type=int, default=1, help="seed of address randomisation")
     run.add_argument("--no-aslr", action="store_true", help="turn address randomisation off")
     run.add_argument("--engine", choices=("unicorn", "soft"), default="unicorn",
@@ -368,6 +371,7 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     rootdir, guest, host = prepare(args.program, args.root, work)
     try:
         machine = Machine(arch=args.arch, memory=args.memory, seed=args.seed, root=rootdir,
+                          read_only=args.read_only,
                           aslr=not args.no_aslr, engine=args.engine)
     except (ValueError, KeyError) as exc:
         raise UsageError(str(exc).strip("'\""), 2) from exc
