@@ -105,6 +105,9 @@ def _arm64(name: str, page_shift: int, levels: tuple[Level, ...]) -> PagingMode:
         swp_offset_shift=12,
         swp_offset_bits=50,
         table_test=(PTE_TABLE_BIT, PTE_TABLE_BIT),
+        # The tables of a process are TTBR0_EL1's: they translate only VA[63:48] == 0; the
+        # upper half goes through TTBR1_EL1 (the kernel's tables), never through these.
+        canonical_rule="zero",
         misaligned_leaf_faults=False,
         exec_needs_user=False,
         bit_names=_NAMES,

@@ -246,7 +246,8 @@ class PagingMode:
         if (level == len(self.levels) - 1 or not self.levels[level].leaf_ok
                 or not self.misaligned_leaf_faults):
             return 0
-        return ((1 << self.shifts[level]) - 1) & self.pfn_mask & ~self.bits.huge_pat
+        span_frames = 1 << (self.shifts[level] - self.page_shift)
+        return ((span_frames - 1) << self.pfn_shift) & self.pfn_mask & ~self.bits.huge_pat
 
     def index(self, level: int, va: int) -> int:
         """The index of `va` in a table of level `level` (0 = top)."""

@@ -129,6 +129,7 @@ _PPC64_NAMES = (("EXEC", PPC64_PAGE_EXEC), ("WRITE", PPC64_PAGE_WRITE), ("READ",
 def _ppc64(name: str, levels: tuple[Level, ...], page_shift: int) -> PagingMode:
     """A book3s/64 hash geometry: RPN = physical address bits page_shift..52; table pointers
     hold the table's physical address itself (tables may be smaller than a page)."""
+    levels = tuple(dataclasses.replace(level, rights=False) for level in levels)
     return PagingMode(
         name=name,
         levels=levels,
@@ -165,6 +166,5 @@ PPC64_64K = _ppc64("ppc64-64k", (Level("pgd", 8), Level("pud", 10),
 # The lecture-era geometry (arch/powerpc/include/asm/pgtable-ppc64-64k.h of Linux 3.x):
 # PGD_INDEX_SIZE 6, PUD folded, PMD_INDEX_SIZE 12, PTE_INDEX_SIZE 12, 64 KiB pages -- with
 # today's software PTE bits (the 3.x bit layout differed).
-PPC64_64K_2012 = dataclasses.replace(
-    PPC64_64K, name="ppc64-64k-2012",
-    levels=(Level("pgd", 6), Level("pmd", 12), Level("pte", 12)), va_bits=16 + 6 + 12 + 12)
+PPC64_64K_2012 = _ppc64("ppc64-64k-2012", (Level("pgd", 6), Level("pmd", 12), Level("pte", 12)),
+                        16)
