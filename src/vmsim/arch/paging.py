@@ -132,6 +132,9 @@ class PagingMode:
     hw_ad: bool = True  # the walker sets A/D itself; False: a leaf needing an update faults
     misaligned_leaf_faults: bool = True  # frame bits below a large leaf's size: RSVD fault, or ignored
     exec_needs_user: bool = True  # a user fetch needs the user bit (False on ARM64: UXN alone)
+    # The error code's I/D bit for a fetch: x86 sets it only with NX enabled (PAE/long mode
+    # with EFER.NXE) or SMEP (Intel SDM 4.7), so not in i386 2-level paging.
+    fetch_error_bit: bool = True
     # Names of the entry's bits for describe()/vtop, low bit first; () : x86's names.
     bit_names: tuple[tuple[str, int], ...] = ()
 
@@ -208,7 +211,8 @@ class PagingMode:
         return (self.entry_size, steps, last, self.pfn_mask, self.pfn_shift, self.page_shift,
                 self.page_size, self._canonical_shift, self._canonical_top, taddr,
                 self.byteorder == "big", flip, needs, b.accessed, write_set, write_clear,
-                b.dbm if self.hw_ad else 0, self.hw_ad, b.rdonly)
+                b.dbm if self.hw_ad else 0, self.hw_ad, b.rdonly,
+                int(MmuFault.INSTR) if self.fetch_error_bit else 0)
 
     def _rights_masks(self) -> tuple[int, tuple[tuple[int, int, int], tuple[int, int, int]]]:
         """(flip, needs): an entry XOR flip has a set bit for every right it grants;
@@ -438,10 +442,10 @@ def translate(mode: PagingMode, mem: PhysAccess, root: int, va: int, access: int
     """
     (es, steps, last, pfn_mask, pfn_shift, page_shift, page_size, sign_shift, canonical_top,
      taddr, big, flip, needs, accessed, write_set, write_clear, dbm, hw_ad,
-     rdonly) = mode.translate_consts
+     rdonly, pf_instr) = mode.translate_consts
     write = access & _ACC_WRITE
     err = (_PF_USER if user else 0) | (_PF_WRITE if write else 0) | (
-        _PF_INSTR if access & _ACC_EXEC else 0)
+        pf_instr if access & _ACC_EXEC else 0)
     top = va >> sign_shift
     if top and top != canonical_top:
         return -1, err
@@ -451,7 +455,6 @@ def translate(mode: PagingMode, mem: PhysAccess, root: int, va: int, access: int
     tmask_addr, tshift_r, tshift_l = taddr
     table = root
     rights = -1
-    stale: list[tuple[int, int]] = []  # table entries without the accessed bit
     lvl = 0
     for shift, mask, present, tmask, tval, leaf_ok, reserved, keep, tamask, bad in steps:
         addr = table + ((va >> shift) & mask) * es
@@ -482,19 +485,13 @@ def translate(mode: PagingMode, mem: PhysAccess, root: int, va: int, access: int
             if new != entry:
                 if not hw_ad:
                     return -1, err | _PF_PROT  # access-flag / dirty-bit fault (A/D by software)
-                if stale:
-                    for a, e in stale:
-                        _store(mem, a, es, e | accessed, big)
                 _store(mem, addr, es, new, big)
-            elif stale:
-                for a, e in stale:
-                    _store(mem, a, es, e | accessed, big)
             span = 1 << shift if lvl < last else page_size
             return (((entry & pfn_mask) >> pfn_shift << page_shift) & ~(span - 1)) | (
                 va & (span - 1)), 0
         rights &= (entry ^ flip) | keep
-        if entry & tamask != tamask:
-            stale.append((addr, entry))
+        if entry & tamask != tamask:  # a table entry used to walk on gets its accessed bit
+            _store(mem, addr, es, entry | tamask, big)
         table = (entry & tmask_addr) >> tshift_r << tshift_l
         lvl += 1
     raise AssertionError("translate: fell off the last level")  # pragma: no cover

@@ -142,6 +142,7 @@ I386 = PagingMode(
     swp_offset_shift=9,
     swp_offset_bits=23,
     canonical_rule="zero",
+    fetch_error_bit=False,
 )
 
 # i386 PAE (arch/x86/include/asm/pgtable-3level_types.h): PGDIR_SHIFT 30, PTRS_PER_PGD 4,
