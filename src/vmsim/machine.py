@@ -22,7 +22,6 @@ import numpy as np
 
 from vmsim.arch import get_mode
 from vmsim.arch.tlb import Tlb
-from vmsim.arch.x86 import TASK_SIZE_X86_64
 from vmsim.events import EventBus
 from vmsim.fs.procfs import ProcFs
 from vmsim.fs.vfs import Vfs
@@ -32,6 +31,7 @@ from vmsim.kernel.ptrace import CpuEngine
 from vmsim.kernel.sched import BudgetExceeded, Scheduler
 from vmsim.kernel.task import Process
 from vmsim.mm.kmem import Kmem
+from vmsim.mm.layout import mm_layout
 from vmsim.mm.mm_struct import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MmStruct
 from vmsim.mm.page import PG
 from vmsim.mm.pgtable import pgd_alloc, pte_tables, pte_view
@@ -64,8 +64,6 @@ class RunResult:
     errno: int = 0
 
 
-STACK_RND_MASK = 0x3FFFFF  # arch/x86/include/asm/elf.h, 64-bit
-MMAP_RND_BITS = 28  # CONFIG_ARCH_MMAP_RND_BITS default on x86-64
 
 
 class Machine:
@@ -85,6 +83,7 @@ class Machine:
                  prefault: bool = False, engine: str = "unicorn",
                  read_only: bool = False) -> None:
         self.mode = get_mode(arch)
+        self.layout = mm_layout(self.mode)
         self.events = EventBus()
         self.kmem = Kmem(self.mode, parse_size(memory), self.events, prefault)
         self.vfs = Vfs(self.kmem, root, read_only=read_only)
@@ -125,13 +124,23 @@ class Machine:
         if pgd is None:
             raise MemoryError("mm_alloc: no frame for a page-global directory")
         mm.pgd = pgd
-        mm.task_size = TASK_SIZE_X86_64
+        lay = self.layout
+        mm.task_size = lay.task_size
+        mm.mmap_window = lay.map_window
         ps = kmem.page_size
-        rnd = (self.rng.getrandbits(MMAP_RND_BITS) << kmem.page_shift) if self.aslr else 0
-        pad = kmem.sysctl.stack_guard_gap + ((STACK_RND_MASK << kmem.page_shift) if self.aslr else 0)
-        gap = min(max(mm.rlimits.stack + pad, 128 << 20), mm.task_size // 6 * 5)
-        mm.mmap_base = (mm.task_size - gap - rnd) & ~(ps - 1)
-        mm.mmap_legacy_base = ((mm.task_size // 3 + ps - 1) & ~(ps - 1)) + rnd
+        # arch_mmap_rnd(), mmap_base(), mmap_legacy_base() (arch/x86/mm/mmap.c, mm/util.c):
+        # the gap below STACK_TOP is the stack rlimit plus the guard gap and the stack's
+        # random range, clamped to [128 MiB, 5/6 of the space]; the legacy base is
+        # TASK_UNMAPPED_BASE; both shifted by the random offset.
+        rnd = (self.rng.getrandbits(lay.mmap_rnd_bits) << kmem.page_shift) if self.aslr else 0
+        pad = kmem.sysctl.stack_guard_gap + (
+            (lay.stack_rnd_mask << kmem.page_shift) if self.aslr else 0)
+        gap = min(max(mm.rlimits.stack + pad, 128 << 20), lay.stack_top // 6 * 5)
+        mm.mmap_base = (lay.stack_top - gap - rnd) & ~(ps - 1)
+        mm.mmap_legacy_base = lay.unmapped_base + rnd
+        # mmap_is_legacy(): ADDR_COMPAT_LAYOUT or vm.legacy_va_layout (and, outside x86, an
+        # unlimited stack rlimit) select the bottom-up layout.
+        mm.mmap_topdown = not kmem.sysctl.legacy_va_layout
         return mm
 
     def _new_process(self, mm: MmStruct, ppid: int = 0, comm: str = "scripted") -> Process:
@@ -362,10 +371,11 @@ def check_machine(machine: Machine) -> list[str]:
                              (MM_SHMEMPAGES, "shmem")):
             if mm.rss_stat[member] != rss[member]:
                 errors.append(f"pid {proc.pid}: rss {name} {mm.rss_stat[member]} != {rss[member]} mapped")
-        tables = _count_tables(machine, mm)
+        tables, table_bytes = _count_tables(machine, mm)
         table_frames += tables
-        if mm.pgtables_bytes != tables * mode.table_sizes[-1]:
-            errors.append(f"pid {proc.pid}: pgtables_bytes {mm.pgtables_bytes} != {tables} tables")
+        if mm.pgtables_bytes != table_bytes:
+            errors.append(f"pid {proc.pid}: pgtables_bytes {mm.pgtables_bytes} != {tables} tables "
+                          f"of {table_bytes} bytes")
     bad = np.flatnonzero(mapped != mem_map.mapcount)
     for pfn in bad[:5].tolist():
         errors.append(f"pfn {pfn:#x}: mapcount {mem_map.mapcount_mv[pfn]} but {mapped[pfn]} entries map it")
@@ -393,23 +403,28 @@ def _all_inodes(machine: Machine) -> list:  # type: ignore[type-arg]
     return list(seen.values())
 
 
-def _count_tables(machine: Machine, mm: MmStruct) -> int:
-    """Page-table frames reachable from mm.pgd (the PGD included)."""
+def _count_tables(machine: Machine, mm: MmStruct) -> tuple[int, int]:
+    """Page-table frames reachable from mm.pgd (the PGD included), and their bytes as
+    pgtables_bytes counts them (each level's own table size: PowerPC tables differ)."""
     kmem = machine.kmem
     mode = kmem.mode
-    phys = kmem.phys
+    pt = kmem.pt
     es = mode.entry_size
     last = len(mode.levels) - 1
+    tmask_addr, tr, tl = kmem.pt_taddr
+    sizes = mode.table_sizes
 
-    def rec(table: int, lvl: int) -> int:
+    def rec(table: int, lvl: int) -> tuple[int, int]:
         if lvl == last:
-            return 1
-        count = 1
+            return 1, sizes[lvl]
+        count, nbytes = 1, sizes[lvl]
+        _shift, _mask, present, tmask, tval, leaf_ok, _tflags = kmem.pt_steps[lvl]
         for i in range(mode.ptrs_per[lvl]):
-            entry = phys.read_entry(table + i * es, es)
-            if entry & b_present and not (mode.levels[lvl].leaf_ok and entry & mode.bits.huge):
-                count += rec(mode.entry_phys(entry), lvl + 1)
-        return count
+            entry = pt.read_entry(table + i * es, es)
+            if entry & present and not (leaf_ok and entry & tmask != tval):
+                c, n = rec((entry & tmask_addr) >> tr << tl, lvl + 1)
+                count += c
+                nbytes += n
+        return count, nbytes
 
-    b_present = mode.bits.present
     return rec(mm.pgd, 0)

@@ -143,7 +143,7 @@ def smaps_account(mm: MmStruct, vma: Vma) -> MemSizeStats:
             continue
         pfn = mode.entry_pfn(entry)
         flags = int(mem_map.flags_mv[pfn])
-        dirty = bool(entry & b.dirty) or bool(flags & PG.dirty)
+        dirty = kmem.pte_dirty(entry) or bool(flags & PG.dirty)
         if flags & PG.anon:
             mss.anonymous += size
             if not flags & PG.swapbacked and not dirty:

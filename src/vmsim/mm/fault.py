@@ -255,7 +255,7 @@ def handle_pte_fault(mm: MmStruct, vma: Vma, address: int, pte_addr: int,
     kmem = mm.kmem
     mode = kmem.mode
     b = mode.bits
-    entry = kmem.phys.read_entry(pte_addr, mode.entry_size)
+    entry = kmem.pt.read_entry(pte_addr, mode.entry_size)
     write = bool(access & _WRITE)
     if entry == 0:
         if vma.vm_file is None:
@@ -276,14 +276,14 @@ def handle_pte_fault(mm: MmStruct, vma: Vma, address: int, pte_addr: int,
     # Spurious: another access already resolved it; just set the bits hardware sets.
     new = entry | b.accessed | (b.dirty if write else 0)
     if new != entry:
-        kmem.phys.write_entry(pte_addr, mode.entry_size, new)
+        kmem.pt.write_entry(pte_addr, mode.entry_size, new)
     return VmFault.HANDLED, "spurious"
 
 
 def _set_pte(kmem: Kmem, pte_addr: int, pfn: int, prot: int, special: bool = False) -> None:
     mode = kmem.mode
     entry = mode.make_entry(pfn, prot | (mode.bits.special if special else 0))
-    kmem.phys.write_entry(pte_addr, mode.entry_size, entry)
+    kmem.pt.write_entry(pte_addr, mode.entry_size, entry)
 
 
 def _writable_prot(kmem: Kmem, vma: Vma) -> int:
@@ -291,7 +291,7 @@ def _writable_prot(kmem: Kmem, vma: Vma) -> int:
     b = kmem.mode.bits
     prot = vma.vm_page_prot | b.dirty | (b.soft_dirty if kmem.sysctl.mem_soft_dirty else 0)
     if vma.vm_flags & VM_WRITE:
-        prot |= b.write
+        prot = (prot | b.write) & ~kmem.wr_clear  # pte_mkwrite() of a dirty entry (ARM64: RDONLY off)
     return prot
 
 
@@ -459,7 +459,7 @@ def do_fault_around(mm: MmStruct, vma: Vma, address: int, pte_addr: int,
             pmd_none = False
         looked += 1
         slot = table + i * mode.entry_size
-        if kmem.phys.read_entry(slot, mode.entry_size):
+        if kmem.pt.read_entry(slot, mode.entry_size):
             continue
         _map_file_page(mm, slot, pfn, vma.vm_page_prot)
         mapped_target = mapped_target or i == pte_off
@@ -538,13 +538,15 @@ def do_wp_page(mm: MmStruct, vma: Vma, address: int, pte_addr: int,
     pfn = mode.entry_pfn(entry)
     if vma.vm_flags & VM_SHARED:
         filemap.set_page_dirty(kmem, pfn)
-        kmem.phys.write_entry(pte_addr, mode.entry_size, entry | b.write | b.dirty | b.accessed)
+        kmem.pt.write_entry(pte_addr, mode.entry_size,
+                            (entry | b.write | b.dirty | b.accessed) & ~kmem.wr_clear)
         return VmFault.HANDLED, "wp-shared"
     mem_map = kmem.mem_map
     if not entry & b.special and mem_map.flags_mv[pfn] & PG.anon and (
             mem_map.flags_mv[pfn] & PG.anon_exclusive or mem_map.refcount_mv[pfn] == 1):
         mem_map.flags_mv[pfn] |= PG.anon_exclusive
-        kmem.phys.write_entry(pte_addr, mode.entry_size, entry | b.write | b.dirty | b.accessed)
+        kmem.pt.write_entry(pte_addr, mode.entry_size,
+                            (entry | b.write | b.dirty | b.accessed) & ~kmem.wr_clear)
         kmem.vm_event["cow_reuse"] += 1
         return VmFault.HANDLED, "wp-reuse"
     return wp_page_copy(mm, vma, address, pte_addr, entry)

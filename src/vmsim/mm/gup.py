@@ -43,13 +43,13 @@ def follow_page(mm: MmStruct, vma: Vma, addr: int, write: bool) -> bool:
     slot = pte_offset(kmem, mm.pgd, addr)
     if slot < 0:
         return False
-    entry = kmem.phys.read_entry(slot, mode.entry_size)
+    entry = kmem.pt.read_entry(slot, mode.entry_size)
     if not entry & b.present or (write and not entry & b.write):
         return False
     if not entry & b.special:
         pfn = mode.entry_pfn(entry)
         flags = kmem.mem_map.flags_mv
-        if write and not entry & b.dirty and not flags[pfn] & PG.dirty:
+        if write and not kmem.pte_dirty(entry) and not flags[pfn] & PG.dirty:
             if flags[pfn] & PG.anon:
                 flags[pfn] |= PG.dirty
             else:

@@ -86,9 +86,9 @@ def madvise_free_pte_range(mm: MmStruct, start: int, end: int) -> None:
             if kmem.mem_map.mapcount_mv[pfn] != 1:
                 continue
             flags[pfn] &= ~PG.dirty
-        if entry & (b.dirty | b.accessed):
+        if entry & (b.dirty | b.accessed) or kmem.pte_dirty(entry):
             slot = pte_offset(kmem, mm.pgd, addr)
-            kmem.phys.write_entry(slot, mode.entry_size, entry & ~(b.dirty | b.accessed))
+            kmem.pt.write_entry(slot, mode.entry_size, kmem.pte_mkclean(entry) & ~b.accessed)
             flush_tlb_range(mm, addr, addr + kmem.page_size)  # a cached dirty TLB entry must go too
         if flags[pfn] & PG.anon:
             flags[pfn] &= ~(PG.swapbacked | PG.referenced | PG.active)  # lru_lazyfree()
@@ -115,7 +115,7 @@ def madvise_cold_or_pageout_pte_range(mm: MmStruct, vma: Vma, start: int, end: i
         if kmem.mem_map.mapcount_mv[pfn] != 1:
             continue  # do not interfere with other mappings of the page
         if not pageout and entry & b.accessed:
-            kmem.phys.write_entry(pte_offset(kmem, mm.pgd, addr), mode.entry_size,
+            kmem.pt.write_entry(pte_offset(kmem, mm.pgd, addr), mode.entry_size,
                                   entry & ~b.accessed)
             flush_tlb_range(mm, addr, addr + kmem.page_size)
         flags[pfn] &= ~(PG.referenced | PG.active)
@@ -205,7 +205,7 @@ def madvise_guard_install(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
         slot = pte_alloc(kmem, mm, addr)
         if slot < 0:
             return -m.ENOMEM
-        kmem.phys.write_entry(slot, kmem.mode.entry_size, marker)
+        kmem.pt.write_entry(slot, kmem.mode.entry_size, marker)
     return 0
 
 
@@ -217,7 +217,7 @@ def madvise_guard_remove(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
     es = kmem.mode.entry_size
     for addr, entry in present_pages(kmem, mm, start, end, include_markers=True):
         if is_guard_pte_marker(kmem.mode, entry):
-            kmem.phys.write_entry(pte_offset(kmem, mm.pgd, addr), es, 0)
+            kmem.pt.write_entry(pte_offset(kmem, mm.pgd, addr), es, 0)
     return 0
 
 

@@ -83,7 +83,8 @@ def zap_pte_range(mm: MmStruct, vma: Vma, start: int, end: int,
             continue
         pfns = ((real & pfn_mask) >> pfn_shift).astype(np.int64)
         if shared_file:
-            for pfn in pfns[(real & dirty) != 0].tolist():
+            is_dirty = kmem.np_dirty(real) if kmem.hw_dirty else (real & dirty) != 0
+            for pfn in pfns[is_dirty].tolist():
                 filemap.set_page_dirty(kmem, pfn)
         flags = mem_map.flags[pfns]
         anon = (flags & np.uint32(PG.anon)) != 0
@@ -182,7 +183,8 @@ def copy_page_range(dst_mm: MmStruct, src_mm: MmStruct, dst_vma: Vma, src_vma: V
         if cow:
             if (entries & dtype(b.write)).any():
                 wrprotected = True
-            entries = entries & not_write
+            # ptep_set_wrprotect(); a format with a read-only bit sets it (kmem.np_wrprotect)
+            entries = kmem.np_wrprotect(entries) if b.rdonly else entries & not_write
             part[nz] = entries
         pte_view(kmem, dst_table)[i0 + nz] = entries & not_young
         real = entries[(entries & special) == 0]

@@ -73,6 +73,10 @@ class MmStruct:
     mmap_base: int = 0
     mmap_legacy_base: int = 0
     task_size: int = 0
+    # Where mmap searches without a hint above it (DEFAULT_MAP_WINDOW; 0: task_size), and
+    # whether it searches top-down (arch_pick_mmap_layout(); False: the legacy bottom-up).
+    mmap_window: int = 0
+    mmap_topdown: bool = True
     rlimits: Rlimits = field(default_factory=Rlimits)
     fault_kinds: Counter[str] = field(default_factory=Counter)
     vmacache: list[Vma | None] = field(default_factory=lambda: [None] * 4)

@@ -450,16 +450,27 @@ def get_unmapped_area(mm: MmStruct, file: File | None, addr: int, length: int, p
         return security_mmap_addr(mm, addr)
     tree = mm.mm_rb
     min_addr = max(mm.kmem.sysctl.mmap_min_addr, ps)
+    # arch_get_mmap_end()/DEFAULT_MAP_WINDOW: without a hint above the default window
+    # (x86-64 LA57, RISC-V Sv57, PowerPC 64K) mmap stays below it; a hint above it opens
+    # the whole space and lifts mmap_base by the difference.
+    window = mm.mmap_window or task_size
+    base = mm.mmap_base
+    if addr and addr > window:
+        base += task_size - window
+        window = task_size
     if addr:
         addr = page_align(mm, addr)
         vma, prev = tree.find_vma_prev(addr)
-        if (task_size - length >= addr and addr >= min_addr
+        if (window - length >= addr and addr >= min_addr
                 and (vma is None or addr + length <= tree.vm_start_gap(vma))
                 and (prev is None or addr >= tree.vm_end_gap(prev))):
             return addr
-    found = tree.unmapped_area_topdown(length, min_addr, mm.mmap_base)
+    if not mm.mmap_topdown:  # arch_get_unmapped_area(): the legacy bottom-up layout
+        found = tree.unmapped_area(length, mm.mmap_legacy_base, window)
+        return -m.ENOMEM if found is None else found
+    found = tree.unmapped_area_topdown(length, min_addr, base)
     if found is None:
-        found = tree.unmapped_area(length, mm.mmap_legacy_base, task_size)
+        found = tree.unmapped_area(length, mm.mmap_legacy_base, window)
     return -m.ENOMEM if found is None else found
 
 

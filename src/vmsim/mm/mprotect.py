@@ -67,15 +67,22 @@ def change_protection(mm: MmStruct, vma: Vma, start: int, end: int) -> None:
         present = (old & dtype(b.present | b.protnone)) != 0
         if not present.all():  # markers are not pages: mprotect leaves them alone
             nz, old = nz[present], old[present]
-        new = (old & keep) | (prot & ~keep)  # pte_modify(): A/D and the frame come from the old entry
+        if kmem.hw_dirty:  # pte_modify() keeps a hardware-dirty state as PTE_DIRTY (ARM64)
+            old_sw = np.where(kmem.np_dirty(old), old | dtype(b.dirty), old)
+        else:
+            old_sw = old
+        new = (old_sw & keep) | (prot & ~keep)  # pte_modify(): A/D and the frame come from the old entry
         if try_writable:
             if vma.vm_flags & VM_SHARED:
-                upgrade = (old & dtype(b.dirty)) != 0
+                upgrade = (old_sw & dtype(b.dirty)) != 0
             else:
                 pfns = ((old & dtype(mode.pfn_mask)) >> dtype(mode.pfn_shift)).astype(np.int64)
                 upgrade = ((old & dtype(b.special)) == 0) & (
                     (kmem.mem_map.flags[pfns] & PG.anon_exclusive) != 0)
             new = np.where(upgrade & ((new & rw) == 0), new | rw, new)
+            if b.rdonly:  # pte_mkwrite() of a dirty entry clears PTE_RDONLY
+                made = upgrade | (((new & rw) != 0) & ((new & dtype(b.dirty)) != 0))
+                new = np.where(made & ((new & rw) != 0), new & dtype(~b.rdonly & ((1 << 64) - 1)), new)
         if (new != old).any():
             changed = True
             part[nz] = new

@@ -228,8 +228,8 @@ def move_page_tables(mm: MmStruct, old_addr: int, new_addr: int, length: int) ->
         if entry & kept:
             entry |= soft_dirty
         src = pte_offset(kmem, mm.pgd, addr)
-        kmem.phys.write_entry(src, es, 0)
-        kmem.phys.write_entry(dst, es, entry)
+        kmem.pt.write_entry(src, es, 0)
+        kmem.pt.write_entry(dst, es, entry)
     if moved:
         flush_tlb_range(mm, old_addr, old_addr + length)
     return done

@@ -23,7 +23,7 @@ def sync_shared_dirty(mm: MmStruct, start: int, end: int) -> None:
         if vma.vm_file is None or not vma.vm_flags & VM_SHARED:
             continue
         for _addr, entry in present_pages(kmem, mm, max(start, vma.vm_start), min(end, vma.vm_end)):
-            if entry & b.dirty and not entry & b.special:
+            if kmem.pte_dirty(entry) and not entry & b.special:
                 filemap.set_page_dirty(kmem, kmem.mode.entry_pfn(entry))
 
 

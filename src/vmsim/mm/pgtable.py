@@ -58,42 +58,94 @@ def pte_offset(kmem: Kmem, root: int, va: int) -> int:
 
     Also -1 when a higher level holds a large-page leaf.
     """
-    (es, present, _rw, _us, _nx, huge, _a, _d, steps, last, pfn_mask, pfn_shift, page_shift,
-     _ps, _sign, _top) = kmem.mode.walk_consts
-    read = kmem.phys.read_entry
+    read = kmem.pt.read_entry
+    es = kmem.mode.entry_size
+    tmask_addr, tr, tl = kmem.pt_taddr
     table = root
-    for shift, mask, leaf_ok, _rsvd in steps[:last]:
+    for shift, mask, present, tmask, tval, leaf_ok, _tflags in kmem.pt_steps:
         entry = read(table + ((va >> shift) & mask) * es, es)
-        if not entry & present or (leaf_ok and entry & huge):
+        if not entry & present or (leaf_ok and entry & tmask != tval):
             return -1
-        table = (entry & pfn_mask) >> pfn_shift << page_shift
-    shift, mask, _, _ = steps[last]
+        table = (entry & tmask_addr) >> tr << tl
+    shift, mask = kmem.pt_last
     return table + ((va >> shift) & mask) * es
 
 
 def pte_alloc(kmem: Kmem, mm: MmStruct, va: int) -> int:
     """__pte_alloc and friends: the entry address for va, allocating missing tables; -1 on OOM."""
     mode = kmem.mode
-    (es, present, _rw, _us, _nx, huge, _a, _d, steps, last, pfn_mask, pfn_shift, page_shift,
-     _ps, _sign, _top) = mode.walk_consts
-    phys = kmem.phys
-    read = phys.read_entry
+    pt = kmem.pt
+    read = pt.read_entry
+    es = mode.entry_size
+    tmask_addr, tr, tl = kmem.pt_taddr
     table = mm.pgd
-    for lvl in range(last):
-        shift, mask, leaf_ok, _rsvd = steps[lvl]
+    lvl = 0
+    for shift, mask, present, tmask, tval, leaf_ok, tflags in kmem.pt_steps:
         addr = table + ((va >> shift) & mask) * es
         entry = read(addr, es)
         if not entry & present:
             pfn = _alloc_table(kmem, mm, lvl + 1)
             if pfn is None:
                 return -1
-            entry = mode.make_entry(pfn, mode.table_flags)
-            phys.write_entry(addr, es, entry)
-        elif leaf_ok and entry & huge:
+            entry = mode.make_entry(pfn, tflags)
+            pt.write_entry(addr, es, entry)
+        elif leaf_ok and entry & tmask != tval:
             raise AssertionError(f"pte_alloc: {va:#x} is inside a large-page leaf")
-        table = (entry & pfn_mask) >> pfn_shift << page_shift
-    shift, mask, _, _ = steps[last]
+        table = (entry & tmask_addr) >> tr << tl
+        lvl += 1
+    shift, mask = kmem.pt_last
     return table + ((va >> shift) & mask) * es
+
+
+def pmd_offset_level(kmem: Kmem, root: int, va: int, level: int) -> int:
+    """The physical address of va's entry at upper `level` (0 = top), or -1 if a table
+    above it is missing or a leaf (pgd_offset/pud_offset/pmd_offset down to `level`)."""
+    read = kmem.pt.read_entry
+    es = kmem.mode.entry_size
+    tmask_addr, tr, tl = kmem.pt_taddr
+    table = root
+    for shift, mask, present, tmask, tval, leaf_ok, _tflags in kmem.pt_steps[:level]:
+        entry = read(table + ((va >> shift) & mask) * es, es)
+        if not entry & present or (leaf_ok and entry & tmask != tval):
+            return -1
+        table = (entry & tmask_addr) >> tr << tl
+    shift, mask = (kmem.pt_steps[level][:2] if level < len(kmem.pt_steps) else kmem.pt_last)
+    return table + ((va >> shift) & mask) * es
+
+
+def pmd_alloc_level(kmem: Kmem, mm: MmStruct, va: int, level: int) -> int:
+    """The entry address of va at upper `level`, allocating the tables above it; -1 on OOM."""
+    mode = kmem.mode
+    pt = kmem.pt
+    es = mode.entry_size
+    tmask_addr, tr, tl = kmem.pt_taddr
+    table = mm.pgd
+    for lvl, (shift, mask, present, tmask, tval, leaf_ok, tflags) in enumerate(
+            kmem.pt_steps[:level]):
+        addr = table + ((va >> shift) & mask) * es
+        entry = pt.read_entry(addr, es)
+        if not entry & present:
+            pfn = _alloc_table(kmem, mm, lvl + 1)
+            if pfn is None:
+                return -1
+            entry = mode.make_entry(pfn, tflags)
+            pt.write_entry(addr, es, entry)
+        elif leaf_ok and entry & tmask != tval:
+            raise AssertionError(f"pmd_alloc_level: {va:#x} is inside a large-page leaf")
+        table = (entry & tmask_addr) >> tr << tl
+    shift, mask = kmem.pt_steps[level][:2]
+    return table + ((va >> shift) & mask) * es
+
+
+def _is_leaf(kmem: Kmem, lvl: int, entry: int) -> bool:
+    """An upper-level entry that is a large-page leaf (not a table pointer)."""
+    _shift, _mask, _present, tmask, tval, leaf_ok, _tflags = kmem.pt_steps[lvl]
+    return leaf_ok and entry & tmask != tval
+
+
+def _table_of(kmem: Kmem, entry: int) -> int:
+    tmask_addr, tr, tl = kmem.pt_taddr
+    return (entry & tmask_addr) >> tr << tl
 
 
 def pte_free_new(kmem: Kmem, mm: MmStruct, va: int) -> None:
@@ -112,13 +164,13 @@ def pte_free_new(kmem: Kmem, mm: MmStruct, va: int) -> None:
     for lvl in range(last):
         shift = mode.shifts[lvl]
         entry_addr = table + ((va >> shift) & (mode.ptrs_per[lvl] - 1)) * es
-        entry = kmem.phys.read_entry(entry_addr, es)
-        if not entry & mode.bits.present or (mode.levels[lvl].leaf_ok and entry & mode.bits.huge):
+        entry = kmem.pt.read_entry(entry_addr, es)
+        if not entry & mode.level_present(lvl) or _is_leaf(kmem, lvl, entry):
             return
-        table = mode.entry_phys(entry)
+        table = _table_of(kmem, entry)
     if pte_view(kmem, table).any():
         return
-    kmem.phys.write_entry(entry_addr, es, 0)
+    kmem.pt.write_entry(entry_addr, es, 0)
     _free_table(kmem, mm, table >> kmem.page_shift, last)
 
 
@@ -129,7 +181,7 @@ def pte_tables(kmem: Kmem, root: int, start: int, end: int) -> Iterator[tuple[in
     in proportion to the page tables rather than to the address range.
     """
     mode = kmem.mode
-    phys = kmem.phys
+    phys = kmem.pt
     es = mode.entry_size
     last = len(mode.levels) - 1
 
@@ -146,11 +198,9 @@ def pte_tables(kmem: Kmem, root: int, start: int, end: int) -> Iterator[tuple[in
             return
         for i in range(i0, i1):
             entry = phys.read_entry(table + i * es, es)
-            if not entry & mode.bits.present:
+            if not entry & mode.level_present(lvl) or _is_leaf(kmem, lvl, entry):
                 continue
-            if mode.levels[lvl].leaf_ok and entry & mode.bits.huge:
-                continue
-            yield from rec(mode.entry_phys(entry), lvl + 1, base + i * span)
+            yield from rec(_table_of(kmem, entry), lvl + 1, base + i * span)
 
     yield from rec(root, 0, 0)
 
@@ -159,6 +209,9 @@ def pte_view(kmem: Kmem, table: int) -> np.ndarray:
     """A writable numpy view of one last-level table's entries."""
     mode = kmem.mode
     n = mode.ptrs_per[-1]
+    if mode.byteorder == "big":
+        es = mode.entry_size
+        return kmem.phys.u8[table:table + es * n].view(">u8" if es == 8 else ">u4")
     if mode.entry_size == 8:
         return kmem.phys.u64[table >> 3:(table >> 3) + n]
     return kmem.phys.u8[table:table + 4 * n].view(np.uint32)
@@ -172,7 +225,7 @@ def free_pgtables(kmem: Kmem, mm: MmStruct, addr: int, end: int, floor: int, cei
     The caller must have cleared every entry first (zap).
     """
     mode = kmem.mode
-    phys = kmem.phys
+    phys = kmem.pt
     es = mode.entry_size
     last = len(mode.levels) - 1
     top = 1 << (mode.shifts[0] + mode.levels[0].bits)
@@ -188,9 +241,9 @@ def free_pgtables(kmem: Kmem, mm: MmStruct, addr: int, end: int, floor: int, cei
         for i in range((lo - base) // span, (hi - base + span - 1) // span):
             entry_addr = table + i * es
             entry = phys.read_entry(entry_addr, es)
-            if not entry & mode.bits.present or (mode.levels[lvl].leaf_ok and entry & mode.bits.huge):
+            if not entry & mode.level_present(lvl) or _is_leaf(kmem, lvl, entry):
                 continue
-            child = mode.entry_phys(entry)
+            child = _table_of(kmem, entry)
             a = base + i * span
             if lvl + 1 < last:
                 rec(child, lvl + 1, a)

@@ -106,10 +106,10 @@ def page_mkclean(kmem: Kmem, inode: Inode, index: int, pfn: int) -> None:
         slot = pte_offset(kmem, vma.vm_mm.pgd, addr)
         if slot < 0:
             continue
-        entry = kmem.phys.read_entry(slot, mode.entry_size)
+        entry = kmem.pt.read_entry(slot, mode.entry_size)
         if not entry & b.present or mode.entry_pfn(entry) != pfn or not entry & (b.dirty | b.write):
             continue
-        kmem.phys.write_entry(slot, mode.entry_size, entry & ~(b.dirty | b.write))
+        kmem.pt.write_entry(slot, mode.entry_size, kmem.pte_mkclean(entry, write=False))
         flush_tlb_range(vma.vm_mm, addr, addr + kmem.page_size)
 
 
