@@ -189,16 +189,17 @@ class PagingMode:
 
         `walk_consts` keeps its older x86-shaped layout for the mm core's table
         walkers; this one carries what every format needs: per level (shift,
-        index mask, present mask, table-test mask and value, leaf allowed,
-        reserved frame bits, rights "keep" mask, accessed bit to set on a
-        table entry, malformed patterns), and the permission masks.
+        index mask, present mask, reserved frame bits of a leaf (-1: no leaf
+        allowed), rights "keep" mask, accessed bit to set on a table entry,
+        malformed patterns), the table test, and the permission masks.
         """
         b = self.bits
         last = len(self.levels) - 1
         tmask, tval = self.table_test if self.table_test is not None else (b.huge, 0)
+        # A level that may not hold a leaf gets reserved = -1: any leaf-looking entry faults.
         steps = tuple(
-            (self.shifts[i], self.ptrs_per[i] - 1, self.level_present(i), tmask, tval,
-             i == last or self.levels[i].leaf_ok, self.huge_reserved(i),
+            (self.shifts[i], self.ptrs_per[i] - 1, self.level_present(i),
+             self.huge_reserved(i) if i == last or self.levels[i].leaf_ok else -1,
              0 if self.levels[i].rights else -1,
              b.accessed if self.levels[i].rights and i < last else 0,
              self.levels[i].bad)
@@ -209,7 +210,7 @@ class PagingMode:
         write_set = b.dirty if not b.rdonly else 0
         write_clear = b.rdonly
         return (self.entry_size, steps, last, self.pfn_mask, self.pfn_shift, self.page_shift,
-                self.page_size, self._canonical_shift, self._canonical_top, taddr,
+                self.page_size, self._canonical_shift, self._canonical_top, tmask, tval, taddr,
                 self.byteorder == "big", flip, needs, b.accessed, write_set, write_clear,
                 b.dbm if self.hw_ad else 0, self.hw_ad, b.rdonly,
                 int(MmuFault.INSTR) if self.fetch_error_bit else 0)
@@ -441,7 +442,7 @@ def translate(mode: PagingMode, mem: PhysAccess, root: int, va: int, access: int
     for every mode. This is the software MMU's hot path, so it works on plain ints.
     """
     (es, steps, last, pfn_mask, pfn_shift, page_shift, page_size, sign_shift, canonical_top,
-     taddr, big, flip, needs, accessed, write_set, write_clear, dbm, hw_ad,
+     tmask, tval, taddr, big, flip, needs, accessed, write_set, write_clear, dbm, hw_ad,
      rdonly, pf_instr) = mode.translate_consts
     write = access & _ACC_WRITE
     err = (_PF_USER if user else 0) | (_PF_WRITE if write else 0) | (
@@ -449,14 +450,13 @@ def translate(mode: PagingMode, mem: PhysAccess, root: int, va: int, access: int
     top = va >> sign_shift
     if top and top != canonical_top:
         return -1, err
-    need = needs[user][access]
     # RAM that offers a u64 memoryview is read inline (the common case), else via read_entry.
     q = getattr(mem, "q", None) if es == 8 and not big else None
     tmask_addr, tshift_r, tshift_l = taddr
     table = root
     rights = -1
     lvl = 0
-    for shift, mask, present, tmask, tval, leaf_ok, reserved, keep, tamask, bad in steps:
+    for shift, mask, present, reserved, keep, tamask, bad in steps:
         addr = table + ((va >> shift) & mask) * es
         if q is not None:
             entry = q[addr >> 3]
@@ -471,9 +471,10 @@ def translate(mode: PagingMode, mem: PhysAccess, root: int, va: int, access: int
                 if entry & bmask == bval:
                     return -1, err | _PF_PROT | _PF_RSVD
         if lvl == last or entry & tmask != tval:
-            if lvl < last and (not leaf_ok or entry & reserved):
+            if lvl < last and entry & reserved:
                 return -1, err | _PF_PROT | _PF_RSVD  # no leaf allowed here, or a misaligned frame
             rights &= entry ^ flip
+            need = needs[user][access]
             new = entry | accessed
             if write:
                 new = (new | write_set) & ~write_clear
