@@ -1,5 +1,8 @@
-"""vmsim's i386 and i386-pae walker against an independent MMU: Unicorn's x86 CPU in 32-bit
-protected mode (QEMU's MMU, ``UC_TLB_CPU``) walking the same tables in the same RAM.
+"""vmsim's i386, i386-pae and x86_64-la57 walker against an independent MMU: Unicorn's x86
+CPU (QEMU's MMU, ``UC_TLB_CPU``) walking the same tables in the same RAM -- in 32-bit
+protected mode with CR4.PSE or CR4.PAE, and in long mode with CR4.LA57 (5-level paging;
+Unicorn's Icelake-Server model, whose CPUID advertises LA57; QEMU honours CR4.LA57 in
+its walker even on the default qemu64 model).
 
 For each mode and seed, random tables are built in a vmsim `PhysMem` (entries in the
 mode's real format: 32-bit PDE/PTE with PSE 4 MiB leaves; the PAE PDPT, 64-bit PMD/PTE
@@ -24,14 +27,16 @@ import struct
 from collections import Counter
 
 import pytest
+from unicorn.x86_const import UC_CPU_X86_ICELAKE_SERVER
 
 from vmsim.arch import get_mode
 from vmsim.arch.paging import Access, PagingMode, translate, walk
-from vmsim.cpu.x86_mmu import VEC_PF, Outcome
+from vmsim.cpu.x86_mmu import CR4_LA57, PROBE_CODE, VEC_PF, Outcome, X86Mmu
 from vmsim.cpu.x86_mmu32 import PROBE_CODE32, X86Mmu32
 from vmsim.mm.physmem import PhysMem
 
 MODES32 = ("i386", "i386-pae")
+MODES_HW = (*MODES32, "x86_64-la57")
 RAM = 16 << 20
 DATA_LO, DATA_HI = 4 << 20, 12 << 20  # leaves point here; the tables live below
 CODE_VA = 0x0804_8000
@@ -71,7 +76,7 @@ class Tables:
         self.root = self.alloc(0)
         for off in range(DATA_LO, DATA_HI, 8):
             self.phys.write(off, word(off >> 3))
-        self.phys.write(CODE_PHYS, PROBE_CODE32)
+        self.phys.write(CODE_PHYS, PROBE_CODE if mode.va_bits > 32 else PROBE_CODE32)
         self.map(CODE_VA, CODE_PHYS, P | US | A)  # user, read-only, executable
 
     def alloc(self, level: int) -> int:
@@ -152,7 +157,8 @@ class Tables:
                         break
                     table = nxt
                     continue
-                if lvl == last or (mode.levels[lvl].leaf_ok and r < 0.9):
+                if lvl == last or (mode.levels[lvl].leaf_ok and r < 0.9
+                                   and mode.level_span(lvl) <= 4 << 20):
                     if rng.random() < 0.08:
                         self.put(s, mode.swp_entry_to_pte(1, rng.randrange(1, 1 << 16)))
                     else:
@@ -160,11 +166,14 @@ class Tables:
                 break
 
 
-def random_vas(rng: random.Random, n: int) -> list[int]:
-    """8-aligned addresses in clusters (so tables are shared), user and kernel halves."""
+def random_vas(rng: random.Random, n: int, va_bits: int = 32) -> list[int]:
+    """8-aligned addresses in clusters (so tables are shared), user and kernel halves
+    (canonical ones for a 64-bit mode)."""
     out = []
     while len(out) < n:
-        base = rng.randrange(0, 1 << 32, 1 << 22)
+        base = rng.randrange(0, 1 << va_bits, 1 << 22)
+        if va_bits > 32 and base >> (va_bits - 1):
+            base |= ((1 << 64) - 1) ^ ((1 << va_bits) - 1)  # sign-extend: the kernel half
         for _ in range(6):
             out.append((base + rng.randrange(0, 1 << 22)) & ~7)
     return out[:n]
@@ -177,7 +186,10 @@ class Rig:
         self.tables = Tables(self.mode, self.rng)
         phys = self.tables.phys
         self.phys = phys
-        self.cpu = X86Mmu32(name, phys.address, phys.size, keepalive=phys)
+        self.width = 8 if self.mode.va_bits > 32 else 4
+        self.cpu: X86Mmu | X86Mmu32 = X86Mmu32(name, phys.address, phys.size, keepalive=phys) if (
+            self.width == 4) else X86Mmu(phys.address, phys.size, keepalive=phys,
+                                         cpu_model=UC_CPU_X86_ICELAKE_SERVER, cr4_set=CR4_LA57)
         self.tally: Counter[str] = Counter()
         self.serial = 0
 
@@ -203,10 +215,10 @@ class Rig:
         if want >= 0:
             assert out.ok, f"{where}: vmsim maps it to {want:#x}, Unicorn raised {out}"
             if kind == "load":
-                data = int.from_bytes(phys.read(want, 4), "little")
+                data = int.from_bytes(phys.read(want, self.width), "little")
                 assert out.rax == data, f"{where}: Unicorn read {out.rax:#x}, vmsim's {want:#x} holds {data:#x}"
             elif kind == "store":
-                data = int.from_bytes(phys.read(want, 4), "little")
+                data = int.from_bytes(phys.read(want, self.width), "little")
                 assert data == value, f"{where}: stored {value:#x}, vmsim's {want:#x} holds {data:#x}"
             elif phys.read(want, 1) == b"\xb8" and self.rng.random() < 0.2:
                 ran = self.cpu.fetch(root, va, user, execute=True)
@@ -244,13 +256,28 @@ def test_cpu_is_in_the_32bit_paging_mode(name: str) -> None:
             assert regs["cr4"] & (1 << 5) and regs["efer"] & (1 << 11)
 
 
+def test_la57_is_walked_by_unicorn() -> None:
+    """Long mode with CR4.LA57 on the Icelake-Server model: 5-level walks (an address with
+    bit 52 set translates through the PML5 entry vmsim wrote)."""
+    rig = Rig("x86_64-la57", 0)
+    regs = rig.cpu.control()
+    assert regs["cr4"] & CR4_LA57 and regs["efer"] & (1 << 10)  # LA57, LMA
+    va = (1 << 52) | 0x1234_5008
+    rig.tables.map(va & ~0xFFF, DATA_LO, P | RW | US)
+    out = rig.crosscheck(va, "load", True)
+    assert out.ok and out.rax == int.from_bytes(word(DATA_LO + 8 >> 3), "little")
+    assert walk(rig.mode, rig.phys, rig.tables.root, va).steps[0].index == 16  # bits 56:48
+    out = rig.crosscheck(va ^ (1 << 50), "load", True)
+    assert out.vector == VEC_PF and out.cr2 == va ^ (1 << 50)
+
+
 @pytest.mark.parametrize("seed", range(3))
-@pytest.mark.parametrize("name", MODES32)
+@pytest.mark.parametrize("name", MODES_HW)
 def test_random_tables_crosscheck(name: str, seed: int) -> None:
     """Random tables, 240 addresses, each loaded, stored and fetched at CPL 3 and CPL 0:
     Unicorn and vmsim agree on every probe; the mix covers every outcome."""
     rig = Rig(name, seed)
-    vas = random_vas(rig.rng, 240)
+    vas = random_vas(rig.rng, 240, rig.mode.va_bits)
     rig.tables.build(vas)
     for va in vas:
         for user in (True, False):
@@ -261,11 +288,11 @@ def test_random_tables_crosscheck(name: str, seed: int) -> None:
                     "fetch ok", "fetch not-present"):
         assert tally[outcome] >= 3, sorted(tally.items())
     assert sum(tally[f"{kind} rsvd"] for kind in ACCESS) >= 1, sorted(tally.items())
-    if name == "i386-pae":
+    if name != "i386":
         assert tally["fetch prot"] >= 3, dict(tally)  # NX
 
 
-@pytest.mark.parametrize("name", MODES32)
+@pytest.mark.parametrize("name", MODES_HW)
 def test_large_leaf_and_linux_style_tables(name: str) -> None:
     """A large leaf (4 MiB PSE / 2 MiB PAE) and Linux's own protections: PAGE_COPY refuses
     a user store with P|W|U; PAGE_SHARED takes it and sets D; PAGE_NONE is not present."""
@@ -278,9 +305,9 @@ def test_large_leaf_and_linux_style_tables(name: str) -> None:
     table = t.root
     for lvl in range(pmd_level):
         s = t.slot(table, lvl, va)
-        nxt = t.alloc(lvl + 1)
-        t.put(s, nxt | mode.table_entry_flags(lvl))
-        table = nxt
+        if not t.get(s):
+            t.put(s, t.alloc(lvl + 1) | mode.table_entry_flags(lvl))
+        table = t.get(s) & mode.pfn_mask
     t.put(t.slot(table, pmd_level, va), DATA_LO | P | RW | US | PS)
     for off in (0, 8, span - 8, span // 2 + 0x123 * 8):
         assert rig.crosscheck(va + off, "load", True).ok

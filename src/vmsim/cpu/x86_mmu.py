@@ -77,6 +77,7 @@ from unicorn.x86_const import (
 CR0_WP = 1 << 16
 CR0_PG = 1 << 31
 CR4_PAE = 1 << 5
+CR4_LA57 = 1 << 12  # 57-bit linear addresses, 5-level paging
 CR4_SMEP = 1 << 20
 CR4_SMAP = 1 << 21
 MSR_EFER = 0xC000_0080
@@ -197,12 +198,17 @@ class X86Mmu:
     `keepalive` is any object that owns the memory (it must outlive the CPU).
     """
 
-    def __init__(self, ram_address: int, ram_size: int, keepalive: object = None) -> None:
+    def __init__(self, ram_address: int, ram_size: int, keepalive: object = None,
+                 cpu_model: int | None = None, cr4_set: int = 0) -> None:
+        """`cpu_model` picks Unicorn's CPU model (UC_CPU_X86_*; the default, qemu64, lacks
+        LA57); `cr4_set` adds CR4 bits, e.g. CR4_LA57 for 5-level paging."""
         self._keepalive = keepalive
         uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        if cpu_model is not None:
+            uc.ctl_set_cpu_model(cpu_model)
         uc.ctl_set_tlb_mode(UC_TLB_CPU)
         uc.mem_map_ptr(0, ram_size, UC_PROT_ALL, ram_address)
-        user, kernel = boot_long_mode(uc, STUB_BASE)
+        user, kernel = boot_long_mode(uc, STUB_BASE, cr4_set)
         self._contexts = {True: user, False: kernel}
         self.uc = uc
         self._fault: tuple[int, int, bytes] | None = None
