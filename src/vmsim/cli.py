@@ -58,6 +58,39 @@ def run(args: argparse.Namespace) -> int:
         return 70  # EX_SOFTWARE
 
 
+def add_vtop_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """The `vmsim vtop` subcommand's arguments."""
+    from vmsim.arch import MODES
+
+    p = sub.add_parser(
+        "vtop", help="walk addresses of a scripted process level by level, as crash's vtop",
+        description="Build a scripted process (private, shared, copy-on-write, PROT_NONE and "
+        "guard pages; or a bundled sample right after execve) on the given paging mode and "
+        "print, for each address, every level's table, index, entry and decoded bits, then "
+        "the physical address or why the walk stops, and the VMA.")
+    p.add_argument("--arch", default="x86_64", choices=sorted(MODES), help="paging mode")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--demo", action="store_true", help="the scripted process (the default)")
+    what.add_argument("--sample", metavar="NAME", help="a bundled sample, just exec'd")
+    p.add_argument("--memory", default="64M", help="RAM size (default 64M)")
+    p.add_argument("--seed", type=int, default=1, help="address-layout seed")
+    p.add_argument("addresses", nargs="*", metavar="ADDR",
+                   help="addresses (hex with 0x, or decimal); default: the scenario's own")
+
+
+def vtop(args: argparse.Namespace) -> int:
+    """`vmsim vtop`: see `vmsim.introspect.vtop.vtop_main`."""
+    from vmsim.introspect.vtop import vtop_main
+
+    try:
+        addresses = [int(a, 0) for a in args.addresses]
+        print(vtop_main(args.arch, addresses, args.sample, args.memory, args.seed), end="")
+    except ValueError as exc:
+        print(f"vmsim vtop: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `vmsim` console script; returns the exit status."""
     parser = argparse.ArgumentParser(prog="vmsim", description=__doc__)
@@ -92,7 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     from vmsim.cli_run import add_parser as add_run_parser
 
     add_run_parser(sub)
+    add_vtop_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "vtop":
+        return vtop(args)
     if args.command == "run":
         return run(args)
     if args.command == "demo":

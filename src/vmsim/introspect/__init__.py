@@ -1,0 +1,1 @@
+"""Read-only views of a running machine (vtop: one address walked level by level)."""
