@@ -30,6 +30,7 @@ from vmsim.kernel.files import Console
 from vmsim.kernel.ptrace import CpuEngine
 from vmsim.kernel.sched import BudgetExceeded, Scheduler
 from vmsim.kernel.task import Process
+from vmsim.mm.hugetlb import hstate_vma, huge_leaves, huge_pfn
 from vmsim.mm.kmem import Kmem
 from vmsim.mm.layout import mm_layout
 from vmsim.mm.mm_struct import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MmStruct
@@ -37,7 +38,7 @@ from vmsim.mm.page import PG
 from vmsim.mm.pgtable import pgd_alloc, pte_tables, pte_view
 from vmsim.mm.physmem import parse_size
 from vmsim.mm.swapops import is_guard_pte_marker
-from vmsim.mm.vma import VmaTree
+from vmsim.mm.vma import VM_HUGETLB, VmaTree
 
 #: The virtual clock's CLOCK_REALTIME at boot: 2026-01-01T00:00:00Z (runs are deterministic).
 BOOT_EPOCH_NS = 1_767_225_600 * 10**9
@@ -74,18 +75,20 @@ class Machine:
     that guests see as "/" (nothing outside it is reachable); `prefault`
     backs all of RAM with host memory at once (for benchmarks); `engine` is
     the CPU that runs real programs: "unicorn" (Unicorn's MMU walks vmsim's
-    tables) or "soft" (vmsim's walker fills Unicorn's TLB); `read_only`
+    tables) or "soft" (vmsim's walker fills Unicorn's TLB); `hugepages` gives
+    the hugetlb pools reserved at boot ({"2M": 16, "1G": 1}: sizes the mode's
+    large leaves allow); `read_only`
     mounts the root read-only (every change is -EROFS).
     """
 
     def __init__(self, arch: str = "x86_64", memory: int | str = "256M", seed: int = 1,
                  root: str | os.PathLike[str] | None = None, aslr: bool = True,
                  prefault: bool = False, engine: str = "unicorn",
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, hugepages: dict[str, int] | None = None) -> None:
         self.mode = get_mode(arch)
         self.layout = mm_layout(self.mode)
         self.events = EventBus()
-        self.kmem = Kmem(self.mode, parse_size(memory), self.events, prefault)
+        self.kmem = Kmem(self.mode, parse_size(memory), self.events, prefault, hugepages)
         self.vfs = Vfs(self.kmem, root, read_only=read_only)
         self.console = {name: Console(name) for name in ("stdin", "stdout", "stderr")}
         self.procfs = ProcFs(self)
@@ -367,6 +370,16 @@ def check_machine(machine: Machine) -> list[str]:
                 flags = int(mem_map.flags_mv[pfn])
                 rss[MM_ANONPAGES if flags & PG.anon else
                     MM_SHMEMPAGES if flags & PG.swapbacked else MM_FILEPAGES] += 1
+        for vma in tree:
+            if vma.vm_flags & VM_HUGETLB:
+                hs = hstate_vma(vma)
+                for addr, _slot, entry in huge_leaves(mm, vma):
+                    pfn = huge_pfn(kmem, hs, entry)
+                    if not mem_map.flags_mv[pfn] & PG.head or pfn < kmem.hugetlb_start:
+                        errors.append(f"pid {proc.pid}: huge leaf at {addr:#x} maps {pfn:#x}, "
+                                      "not a pool page in use")
+                        continue
+                    mapped[pfn] += 1
         for member, name in ((MM_ANONPAGES, "anon"), (MM_FILEPAGES, "file"),
                              (MM_SHMEMPAGES, "shmem")):
             if mm.rss_stat[member] != rss[member]:
@@ -385,7 +398,18 @@ def check_machine(machine: Machine) -> list[str]:
     cache_pages = sum(inode.nrpages for inode in _all_inodes(machine))
     anon = int(np.count_nonzero((mem_map.flags & PG.anon) != 0))
     used = kmem.nr_frames - 1 - kmem.buddy.nr_free  # frame 0 is reserved
-    expected = 1 + table_frames + cache_pages + anon
+    expected = 1 + table_frames + cache_pages + anon + (kmem.nr_frames - kmem.hugetlb_start)
+    if kmem.hugetlb_start < kmem.nr_frames:  # every huge page in use is held by someone
+        in_use = sum(hs.nr_pages - hs.free_count for hs in kmem.hstates.values())
+        lo = kmem.hugetlb_start
+        held = int(np.count_nonzero(((mem_map.flags[lo:] & PG.head) != 0)
+                                    & (mem_map.refcount[lo:] > 0)))
+        if held != in_use:
+            errors.append(f"hugetlb: {in_use} huge pages in use, {held} held")
+        for hs in kmem.hstates.values():
+            if hs.resv < 0 or hs.resv > hs.free_count:
+                errors.append(f"hugetlb {hs.size >> 10} kB: {hs.resv} reserved of "
+                              f"{hs.free_count} free")
     if used != expected:
         errors.append(f"frame leak: {used} frames in use, accounted for {expected} "
                       f"(zero page, {table_frames} tables, {cache_pages} cache, {anon} anon)")

@@ -10,6 +10,7 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from vmsim.mm.hugetlb import default_hstate, hstate_vma, huge_leaves, huge_pfn
 from vmsim.mm.memory import present_pages
 from vmsim.mm.mm_struct import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS
 from vmsim.mm.page import PG
@@ -54,6 +55,7 @@ from vmsim.mm.vma import (
 if TYPE_CHECKING:
     from vmsim.kernel.task import Process
     from vmsim.machine import Machine
+    from vmsim.mm.kmem import Kmem
     from vmsim.mm.mm_struct import MmStruct
 
 # show_smap_vma_flags(): mnemonics in bit order
@@ -82,6 +84,8 @@ def vma_name(mm: MmStruct, vma: Vma) -> str:
     """The name column of /proc/PID/maps (get_vma_name())."""
     if vma.vm_file is not None:
         return vma.vm_file.path + (" (deleted)" if vma.vm_file.deleted else "")
+    if vma.vm_flags & VM_HUGETLB:  # the unlinked hugetlbfs file behind an anonymous MAP_HUGETLB
+        return "/anon_hugepage (deleted)"
     if vma.vm_start <= mm.brk and vma.vm_end >= mm.start_brk and mm.start_brk:
         return "[heap]"
     if vma.vm_start <= mm.start_stack <= vma.vm_end and mm.start_stack:
@@ -92,7 +96,9 @@ def vma_name(mm: MmStruct, vma: Vma) -> str:
 
 
 def show_map_vma(mm: MmStruct, vma: Vma, addr_width: int = 8) -> str:
-    """One /proc/PID/maps line: fixed columns, name padded to column 73 (64-bit)."""
+    """One /proc/PID/maps line (show_vma_header_prefix(), fs/proc/task_mmu.c): addresses and
+    offset in at least 8 hex digits, the name padded to 25 + sizeof(void *) * 6 - 1 columns
+    (72 on a 64-bit kernel, 48 on a 32-bit one: i386, i386-pae, ppc32), then a space."""
     flags = vma.vm_flags
     dev_major = dev_minor = ino = 0
     pgoff = 0
@@ -106,7 +112,8 @@ def show_map_vma(mm: MmStruct, vma: Vma, addr_width: int = 8) -> str:
             f"{dev_major:02x}:{dev_minor:02x} {ino} ")
     name = vma_name(mm, vma)
     if name:
-        width = 25 + 8 * 6 - 1  # seq_setwidth(m, 25 + sizeof(void *) * 6 - 1)
+        ptr = 4 if mm.kmem.mode.va_bits <= 32 else 8  # sizeof(void *) of the kernel
+        width = 25 + ptr * 6 - 1  # seq_setwidth(m, 25 + sizeof(void *) * 6 - 1)
         line = line.ljust(width) + " " + name if len(line) < width else line + name
     return line + "\n"
 
@@ -180,6 +187,14 @@ def show_smap(mm: MmStruct, vma: Vma) -> str:
     """One VMA's /proc/PID/smaps block."""
     mss = smaps_account(mm, vma)
     ps = mm.kmem.page_size
+    hugetlb = {"Shared_Hugetlb:": 0, "Private_Hugetlb:": 0}
+    if vma.vm_flags & VM_HUGETLB:  # smaps_hugetlb_range(); vma_kernel_pagesize()
+        hs = hstate_vma(vma)
+        ps = hs.size
+        for _a, _slot, entry in huge_leaves(mm, vma):
+            pfn = huge_pfn(mm.kmem, hs, entry)
+            shared = mm.kmem.mem_map.mapcount_mv[pfn] >= 2
+            hugetlb["Shared_Hugetlb:" if shared else "Private_Hugetlb:"] += hs.size
     out = [show_map_vma(mm, vma)]
     out.append(_kb_line("Size:", vma.size))
     out.append(_kb_line("KernelPageSize:", ps))
@@ -197,7 +212,7 @@ def show_smap(mm: MmStruct, vma: Vma) -> str:
     out.append(_kb_line("LazyFree:", mss.lazyfree))
     for label in ("AnonHugePages:", "ShmemPmdMapped:", "FilePmdMapped:", "Shared_Hugetlb:",
                   "Private_Hugetlb:"):
-        out.append(_kb_line(label, 0))
+        out.append(_kb_line(label, hugetlb.get(label, 0)))
     out.append(_kb_line("Swap:", mss.swap))
     out.append(_kb_line("SwapPss:", 0))
     out.append(_kb_line("Locked:", mss.pss_locked >> 12))
@@ -234,7 +249,7 @@ def task_mem(mm: MmStruct) -> str:
         line("VmData", mm.data_vm << kb), line("VmStk", mm.stack_vm << kb),
         line("VmExe", text >> 10), line("VmLib", lib >> 10),
         line("VmPTE", mm.pgtables_bytes >> 10), line("VmSwap", mm.get_mm_counter(MM_SWAPENTS) << kb),
-        line("HugetlbPages", 0),
+        line("HugetlbPages", mm.hugetlb_usage >> 10),
     ])
 
 
@@ -252,6 +267,18 @@ def pagemap_entries(mm: MmStruct, start: int, npages: int) -> list[int]:
             hi = min(end, vma.vm_end)
             for a in range(lo, hi, ps):
                 out[(a - start) // ps] = PM_SOFT_DIRTY
+    for vma in mm.mm_rb.range(start, end):  # pagemap_hugetlb_range(): one entry per base page
+        if not vma.vm_flags & VM_HUGETLB:
+            continue
+        hs = hstate_vma(vma)
+        for haddr, _slot, entry in huge_leaves(mm, vma, start, end):
+            pfn = huge_pfn(kmem, hs, entry)
+            flags = PM_PRESENT | (PM_FILE if vma.vm_flags & VM_SHARED else 0)
+            if kmem.mem_map.mapcount_mv[pfn] == 1:
+                flags |= PM_MMAP_EXCLUSIVE
+            for a in range(max(haddr, start), min(haddr + hs.size, end), ps):
+                out[(a - start) // ps] = flags | ((pfn + ((a - haddr) >> kmem.page_shift))
+                                                  & PM_PFRAME_MASK)
     for addr, entry in present_pages(kmem, mm, start, end, include_markers=True):
         i = (addr - start) // ps
         flags = out[i]
@@ -271,6 +298,17 @@ def pagemap_entries(mm: MmStruct, start: int, npages: int) -> list[int]:
                     flags |= PM_MMAP_EXCLUSIVE
         out[i] = flags
     return out
+
+
+def hugetlb_report_meminfo(kmem: Kmem) -> str:
+    """hugetlb_report_meminfo(): the default size's pool counts, and all pools' size."""
+    hs = default_hstate(kmem)
+    if hs is None:
+        return ""
+    total = sum(h.nr_pages * h.size for h in kmem.hstates.values())
+    return (f"HugePages_Total:   {hs.nr_pages:>5}\nHugePages_Free:    {hs.free_count:>5}\n"
+            f"HugePages_Rsvd:    {hs.resv:>5}\nHugePages_Surp:    {0:>5}\n"
+            f"Hugepagesize:   {hs.size >> 10:>8} kB\nHugetlb:        {total >> 10:>8} kB\n")
 
 
 class ProcFs:
@@ -321,7 +359,7 @@ class ProcFs:
             line("SwapFree", 0), line("Dirty", vs["nr_dirty"]),
             line("AnonPages", vs["nr_anon_pages"]), line("Mapped", vs["nr_mapped"]),
             line("Shmem", vs["nr_shmem"]), line("PageTables", vs["nr_page_table_pages"]),
-            f"HugePages_Total:   {0:>5}\nHugePages_Free:    {0:>5}\n",
+            hugetlb_report_meminfo(kmem),
         ])
 
     def vmstat(self) -> str:

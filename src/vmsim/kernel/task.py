@@ -23,6 +23,7 @@ from vmsim.mm import mman as m
 from vmsim.mm.fault import FaultAccount, FaultOutcome, do_user_addr_fault
 from vmsim.mm.filemap import File as FileT
 from vmsim.mm.gup import mm_populate
+from vmsim.mm.hugetlb import hugetlb_mmap
 from vmsim.mm.madvise import do_madvise
 from vmsim.mm.mlock import sys_mlock, sys_mlock2, sys_mlockall, sys_munlock, sys_munlockall
 from vmsim.mm.mmap import do_mmap, do_munmap, exit_mmap, sys_brk
@@ -173,7 +174,7 @@ class Process:
                 return -m.ENODEV  # a pipe or terminal has no ->mmap
             file = got
         elif flags_v & m.MAP_HUGETLB:
-            return self._mmap_hugetlb(addr or 0, flags_v)
+            return hugetlb_mmap(mm, ul(addr or 0), ul(length), prot_v, flags_v)
         if file is not None and flags_v & m.MAP_HUGETLB:
             return -m.EINVAL
         ret, populate = do_mmap(mm, file, ul(addr or 0), ul(length), prot_v, flags_v,
@@ -181,18 +182,6 @@ class Process:
         if ret >= 0 and populate:
             mm_populate(mm, ret, ret + populate)
         return ret
-
-    def _mmap_hugetlb(self, addr: int, flags: int) -> int:
-        """MAP_HUGETLB with no hugetlb pool (vm.nr_hugepages = 0), as ksys_mmap_pgoff() and
-        hugetlb_get_unmapped_area() decide: bad size -> EINVAL, unaligned MAP_FIXED ->
-        EINVAL, otherwise the reservation fails -> ENOMEM."""
-        size_log = (flags >> m.MAP_HUGE_SHIFT) & m.MAP_HUGE_MASK
-        if size_log not in (0, 21, 30):
-            return -m.EINVAL
-        huge = 1 << (size_log or 21)
-        if flags & (m.MAP_FIXED | m.MAP_FIXED_NOREPLACE) and addr & (huge - 1):
-            return -m.EINVAL
-        return -m.ENOMEM
 
     def munmap(self, addr: int, length: int) -> int:
         return do_munmap(self._enter(), ul(addr), ul(length))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from vmsim.arch.paging import Access, MmuFault
 from vmsim.mm import filemap
+from vmsim.mm.hugetlb import hugetlb_fault
 from vmsim.mm.mm_struct import MM_ANONPAGES
 from vmsim.mm.page import PG
 from vmsim.mm.pgtable import pte_alloc, pte_free_new, pte_offset, pte_view
@@ -32,6 +33,7 @@ from vmsim.mm.vma import (
     VM_EXEC,
     VM_GROWSDOWN,
     VM_HUGEPAGE,
+    VM_HUGETLB,
     VM_LOCKED,
     VM_RAND_READ,
     VM_READ,
@@ -214,6 +216,11 @@ def handle_mm_fault(mm: MmStruct, vma: Vma, address: int, access: int,
     """
     kmem = mm.kmem
     kmem.vm_event["pgfault"] += 1
+    if vma.vm_flags & VM_HUGETLB:
+        result, kind = hugetlb_fault(mm, vma, address, access)
+        mm.fault_kinds[kind] += 1
+        mm_account_fault(kmem.current, VmFault(result))
+        return VmFault(result), kind
     pmd_none = vma.vm_file is not None and pte_offset(kmem, mm.pgd, address) < 0
     pte_addr = pte_alloc(kmem, mm, address)
     if pte_addr < 0:

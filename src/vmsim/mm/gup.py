@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING
 from vmsim.arch.paging import Access
 from vmsim.mm import filemap
 from vmsim.mm.fault import VmFault, handle_mm_fault
+from vmsim.mm.hugetlb import hstate_vma
 from vmsim.mm.page import PG, folio_mark_accessed
 from vmsim.mm.pgtable import pte_offset
 from vmsim.mm.vma import (
     VM_EXEC,
+    VM_HUGETLB,
     VM_IO,
     VM_LOCKED,
     VM_LOCKONFAULT,
@@ -68,6 +70,13 @@ def faultin_range(mm: MmStruct, vma: Vma, start: int, end: int, write: bool,
     """
     ps = mm.kmem.page_size
     access = int(Access.WRITE if write else Access.READ)
+    if vma.vm_flags & VM_HUGETLB:  # hugetlb_follow_page_mask(): one fault per huge page
+        hsize = hstate_vma(vma).size
+        for addr in range(start & ~(hsize - 1), end, hsize):
+            result, _ = handle_mm_fault(mm, vma, max(addr, start), access, count_major=tried)
+            if result.is_error:
+                return result
+        return VmFault.HANDLED
     for addr in range(start, end, ps):
         if follow_page(mm, vma, addr, write):
             continue

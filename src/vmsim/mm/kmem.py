@@ -57,7 +57,7 @@ class Kmem:
     """RAM + struct pages + allocator + paging mode + counters."""
 
     def __init__(self, mode: PagingMode, memory: int, events: EventBus | None = None,
-                 prefault: bool = False) -> None:
+                 prefault: bool = False, hugepages: dict[str, int] | None = None) -> None:
         self.mode = mode
         self.page_size = mode.page_size
         self.page_shift = mode.page_shift
@@ -72,7 +72,12 @@ class Kmem:
         self.mem_map = MemMap(self.nr_frames)
         # Frame 0 stays reserved, as low memory does on a PC: a pfn of 0 is never valid.
         self.mem_map.flags_mv[0] = PG.reserved
-        self.buddy = BuddyAllocator(self.mem_map, 1, self.nr_frames)
+        # hugetlb pools (mm/hugetlb.py) come off the top of RAM before the buddy gets the rest.
+        from vmsim.mm.hugetlb import HState, hugetlb_init
+
+        self.hstates: dict[int, HState] = {}
+        self.hugetlb_start = hugetlb_init(self, self.nr_frames, hugepages)
+        self.buddy = BuddyAllocator(self.mem_map, 1, self.hugetlb_start)
         zero = self.buddy.alloc_pages(0)
         assert zero is not None
         self.zero_pfn = zero
@@ -80,8 +85,10 @@ class Kmem:
         self.events = events or EventBus()
         # Page-count defaults scale with the page size: stack_guard_gap is 256 pages
         # (mm/mmap.c), the read-ahead window VM_READAHEAD_PAGES = SZ_128K / PAGE_SIZE.
+        # CONFIG_MEM_SOFT_DIRTY exists only where the format has a soft-dirty bit.
         self.sysctl = Sysctl(stack_guard_gap=256 << mode.page_shift,
-                             ra_pages=max((128 << 10) >> mode.page_shift, 1))
+                             ra_pages=max((128 << 10) >> mode.page_shift, 1),
+                             mem_soft_dirty=bool(mode.bits.soft_dirty))
         self.vm_stat: Counter[str] = Counter()  # gauges: nr_anon_pages, nr_mapped, nr_page_table_pages...
         self.vm_event: Counter[str] = Counter()
         self.fault_kinds: Counter[str] = Counter()  # resolved faults by kind, machine-wide  # events: pgfault, pgmajfault, cow_fault...

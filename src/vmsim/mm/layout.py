@@ -99,5 +99,6 @@ def mm_layout(mode: PagingMode) -> MmLayout:
         # PAGE_ALIGN(TASK_SIZE / 3); elf.h STACK_RND_MASK 0x3ffff; ARCH_MMAP_RND_BITS_MIN 18.
         ts = 1 << (mode.va_bits - 1)
         window = min(ts, 1 << 47)
-        return MmLayout(ts, window, window, 18, 0x3FFFF, _page_align(ts // 3, ps))
+        # The bottom-up search stops at the window, so its base is a third of the window.
+        return MmLayout(ts, window, window, 18, 0x3FFFF, _page_align(window // 3, ps))
     raise ValueError(f"mm_layout: no layout for mode {name!r}")

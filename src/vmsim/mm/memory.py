@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vmsim.mm import filemap
+from vmsim.mm.hugetlb import copy_hugetlb_page_range
 from vmsim.mm.mm_struct import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES
 from vmsim.mm.page import PG, folio_mark_accessed
 from vmsim.mm.pgtable import pte_alloc, pte_tables, pte_view
 from vmsim.mm.swapops import is_guard_pte_marker
 from vmsim.mm.tlb import flush_tlb_range
 from vmsim.mm.vma import (
+    VM_HUGETLB,
     VM_LOCKED,
     VM_MAYBE_GUARD,
     VM_MAYWRITE,
@@ -146,6 +148,8 @@ def copy_page_range(dst_mm: MmStruct, src_mm: MmStruct, dst_vma: Vma, src_vma: V
     the kernel does (vma_needs_copy): the child refaults them from the page
     cache. Works table by table on numpy arrays. False on OOM.
     """
+    if src_vma.vm_flags & VM_HUGETLB:
+        return copy_hugetlb_page_range(dst_mm, src_mm, dst_vma, src_vma)
     if src_vma.anon_vma is None and not src_vma.vm_flags & VM_MAYBE_GUARD:
         return True  # vma_needs_copy(): the child can refault everything
     kmem = src_mm.kmem

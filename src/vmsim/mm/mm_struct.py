@@ -77,6 +77,7 @@ class MmStruct:
     # whether it searches top-down (arch_pick_mmap_layout(); False: the legacy bottom-up).
     mmap_window: int = 0
     mmap_topdown: bool = True
+    hugetlb_usage: int = 0  # bytes of huge pages mapped (HugetlbPages in /proc/PID/status)
     rlimits: Rlimits = field(default_factory=Rlimits)
     fault_kinds: Counter[str] = field(default_factory=Counter)
     vmacache: list[Vma | None] = field(default_factory=lambda: [None] * 4)

@@ -19,6 +19,7 @@ from vmsim.mm.filemap import (
     writeback_range,
 )
 from vmsim.mm.gup import mm_populate
+from vmsim.mm.hugetlb import hugetlb_split_ok, unmap_hugepage_range
 from vmsim.mm.memory import zap_pte_range
 from vmsim.mm.pgtable import free_pgtables, pgd_free, vm_get_page_prot
 from vmsim.mm.vma import (
@@ -27,6 +28,7 @@ from vmsim.mm.vma import (
     VM_DROPPABLE,
     VM_EXEC,
     VM_GROWSDOWN,
+    VM_HUGETLB,
     VM_IGNORE_MERGE,
     VM_LOCKED,
     VM_LOCKED_MASK,
@@ -159,6 +161,9 @@ def _copy_vma_fields(vma: Vma, start: int, end: int, pgoff: int) -> Vma:
               list(vma.anon_vma_chain), vma.anon_name)
     for anon in new.anon_vma_chain:
         anon.refcount += 1
+    if vma.vm_private_data is not None:  # a hugetlb area: both halves share its HugetlbArea
+        new.vm_private_data = vma.vm_private_data
+        vma.vm_private_data.users += 1  # type: ignore[attr-defined]
     return new
 
 
@@ -208,8 +213,10 @@ def anon_vmas_compatible(prev: Vma, nxt: Vma) -> bool:
 
 
 def is_mergeable_vma(vma: Vma, file: File | None, vm_flags: int, anon_name: str | None) -> bool:
-    """is_mergeable_vma(): same flags (soft-dirty aside), same struct file, same name."""
+    """is_mergeable_vma(): same flags (soft-dirty aside), same struct file, same name;
+    never a VM_SPECIAL area (vma_merge()'s first test: hugetlb areas are VM_DONTEXPAND)."""
     return (not (vma.vm_flags ^ vm_flags) & ~VM_IGNORE_MERGE and vma.vm_file is file
+            and not vm_flags & VM_SPECIAL
             and vma.anon_name == anon_name)
 
 
@@ -379,6 +386,9 @@ def unmap_region(mm: MmStruct, vmas: list[Vma], start: int, end: int) -> None:
     shift = mm.kmem.page_shift
     for vma in vmas:
         lo, hi = max(start, vma.vm_start), min(end, vma.vm_end)
+        if vma.vm_flags & VM_HUGETLB:
+            unmap_hugepage_range(mm, vma, lo, hi, removing=True)
+            continue
         zap_pte_range(mm, vma, lo, hi, drop_markers=True)
         if vma.vm_file is not None and vma.vm_flags & VM_SHARED:
             first = vma.linear_page_index(lo, shift)
@@ -399,6 +409,12 @@ def do_munmap_range(mm: MmStruct, start: int, end: int) -> int:
     vma = mm.mm_rb.find_vma(start)
     if vma is None or vma.vm_start >= end:
         return 0
+    last = mm.mm_rb.find_vma(end - 1)
+    for v in (vma, last):  # hugetlb_vm_op_split(): hugetlb areas split only on huge pages
+        if v is not None and v.vm_flags & VM_HUGETLB and v.vm_start < end and (
+                (v.vm_start < start < v.vm_end and not hugetlb_split_ok(v, start))
+                or (v.vm_start < end < v.vm_end and not hugetlb_split_ok(v, end))):
+            return -m.EINVAL
     if start > vma.vm_start:
         # map_count may go one over the limit while unmapping, never stay over it
         if end < vma.vm_end and mm.map_count >= mm.kmem.sysctl.max_map_count:

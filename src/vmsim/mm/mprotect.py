@@ -8,6 +8,7 @@ import numpy as np
 
 from vmsim.mm import mman as m
 from vmsim.mm.gup import populate_vma_page_range
+from vmsim.mm.hugetlb import hugetlb_change_protection, hugetlb_split_ok
 from vmsim.mm.mmap import (
     U64,
     calc_vm_prot_bits,
@@ -48,6 +49,9 @@ def change_protection(mm: MmStruct, vma: Vma, start: int, end: int) -> None:
     that saves a pointless fault: an exclusive anonymous page in a writable
     private area, or a dirty page in a write-notify shared area.
     """
+    if vma.vm_flags & VM_HUGETLB:
+        hugetlb_change_protection(mm, vma, start, end)
+        return
     kmem = mm.kmem
     mode = kmem.mode
     b = mode.bits
@@ -163,6 +167,10 @@ def do_mprotect(mm: MmStruct, start: int, length: int, prot: int) -> int:
         if (newflags & ~(newflags >> 4)) & (VM_READ | VM_WRITE | VM_EXEC):
             return -m.EACCES  # a right the mapping may never have (VM_MAY* shifted into place)
         tmp = min(vma.vm_end, end)
+        if vma.vm_flags & VM_HUGETLB and newflags != vma.vm_flags and (
+                (vma.vm_start < nstart and not hugetlb_split_ok(vma, nstart))
+                or (tmp < vma.vm_end and not hugetlb_split_ok(vma, tmp))):
+            return -m.EINVAL  # hugetlb_vm_op_split()
         res = mprotect_fixup(mm, vma, nstart, tmp, newflags)
         if isinstance(res, int):
             return res

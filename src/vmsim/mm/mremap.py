@@ -37,6 +37,7 @@ from vmsim.mm.pgtable import pte_alloc, pte_offset
 from vmsim.mm.tlb import flush_tlb_range
 from vmsim.mm.vma import (
     VM_DONTEXPAND,
+    VM_HUGETLB,
     VM_LOCKED,
     VM_LOCKED_MASK,
     VM_MAYSHARE,
@@ -484,6 +485,10 @@ def do_mremap(mm: MmStruct, addr: int, old_len: int, new_len: int, flags: int,
     res = check_mremap_params(mm, vrm)
     if res:
         return res
+    hv = mm.mm_rb.find_vma(vrm.addr)
+    if hv is not None and hv.vm_start <= vrm.addr and hv.vm_flags & VM_HUGETLB:
+        # vmsim does not move or resize hugetlb areas (Linux allows an aligned shrink/move)
+        return -m.EINVAL
     if vrm.move_only:
         res = remap_move(mm, vrm)
     else:

@@ -22,12 +22,17 @@ if TYPE_CHECKING:
     from vmsim.mm.vma import Vma
 
 
+def _page_shift(vma: Vma) -> int:
+    mm = vma.vm_mm
+    return mm.kmem.page_shift if mm is not None else 12
+
+
 def anon_vma_compatible(a: Vma, b: Vma) -> bool:
     """anon_vma_compatible(): adjacent, same flags but for access bits, contiguous offsets."""
     return (a.vm_end == b.vm_start
             and not (a.vm_flags ^ b.vm_flags) & ~(VM_ACCESS_FLAGS | VM_SOFTDIRTY)
             and a.vm_file is b.vm_file
-            and b.vm_pgoff == a.vm_pgoff + ((b.vm_start - a.vm_start) >> 12))
+            and b.vm_pgoff == a.vm_pgoff + ((b.vm_start - a.vm_start) >> _page_shift(a)))
 
 
 def find_mergeable_anon_vma(mm: MmStruct, vma: Vma) -> AnonVma | None:

@@ -100,6 +100,7 @@ class Vma:
     anon_vma_chain: list[AnonVma] = field(default_factory=list)
     anon_name: str | None = None  # a PR_SET_VMA_ANON_NAME name, shown as [anon:NAME]
     vm_mm: MmStruct | None = field(default=None, repr=False)
+    vm_private_data: object = field(default=None, repr=False)  # hugetlb: its HugetlbArea
     # treap links and augmentation (the kernel's vm_rb and rb_subtree_gap)
     _left: Vma | None = field(default=None, repr=False)
     _right: Vma | None = field(default=None, repr=False)
