@@ -305,6 +305,28 @@ def test_proc_maps_smaps_pagemap(arch: str, tmp_path: Path) -> None:
     mach.check()
 
 
+def test_guard_markers_and_soft_dirty(arch: str) -> None:
+    """MADV_GUARD_INSTALL writes the mode's own swap-entry encoding of a PTE marker; it
+    survives fork and faults with SEGV_MAPERR. Soft-dirty exists only where the format
+    has the bit (x86-64, ppc64: CONFIG_MEM_SOFT_DIRTY)."""
+    ps = EXPECT[arch][0]
+    mach = new_machine(arch)
+    p = mach.spawn()
+    a = p.mmap(None, 3 * ps, "rw-", PRIV)
+    p.store(a, b"x")
+    assert p.madvise(a + ps, ps, m.MADV_GUARD_INSTALL) == 0
+    c = p.fork()
+    assert isinstance(c, Process)
+    e = struct.unpack("<3Q", mach.procfs.pagemap(p.pid, a, 3))
+    assert e[1] & (1 << 58) and e[1] & (1 << 62)  # PM_GUARD_REGION | PM_SWAP
+    assert bool(e[0] & (1 << 55)) == bool(MODES[arch].bits.soft_dirty)
+    assert ("sd " in p.smaps()) == bool(MODES[arch].bits.soft_dirty)
+    assert not c.store(a + ps, b"y")
+    assert c.siginfo is not None and (c.siginfo.signo, c.siginfo.code) == (11, 1)
+    assert p.store(a + 2 * ps, b"z", check=True)
+    mach.check()
+
+
 # ---------------------------------------------------------------------------------- hugetlb
 HUGE = [(a, s) for a in ALL for s in sorted(huge_sizes(MODES[a])) if s <= 32 << 20]
 
