@@ -190,7 +190,10 @@ def copy_page_range(dst_mm: MmStruct, src_mm: MmStruct, dst_vma: Vma, src_vma: V
             # ptep_set_wrprotect(); a format with a read-only bit sets it (kmem.np_wrprotect)
             entries = kmem.np_wrprotect(entries) if b.rdonly else entries & not_write
             part[nz] = entries
-        pte_view(kmem, dst_table)[i0 + nz] = entries & not_young
+        child = entries & not_young
+        if shared and b.rdonly:  # pte_mkclean() of a format with a read-only bit sets it
+            child = child | dtype(b.rdonly)
+        pte_view(kmem, dst_table)[i0 + nz] = child
         real = entries[(entries & special) == 0]
         pfns = ((real & pfn_mask) >> pfn_shift).astype(np.int64)
         _add_counts(mem_map, pfns, 1)
