@@ -423,7 +423,9 @@ def _all_inodes(machine: Machine) -> list:  # type: ignore[type-arg]
             if vma.vm_file is not None:
                 seen[id(vma.vm_file.inode)] = vma.vm_file.inode
         for f in proc.files.values():
-            seen[id(f.inode)] = f.inode
+            inode = getattr(f, "inode", None)  # terminals, pipes and /proc files have none
+            if inode is not None:
+                seen[id(inode)] = inode
     return list(seen.values())
 
 
