@@ -100,6 +100,13 @@ class PagingMode:
     ``_PAGE_TABLE``); `protection_map` gives the leaf flags for each
     combination of VM_READ|VM_WRITE|VM_EXEC|VM_SHARED (the kernel's
     ``protection_map[16]``, what ``vm_get_page_prot`` returns).
+
+    The fields after the swap-entry ones say how a format differs from
+    x86-64's (their defaults): byte order, canonical rule, how a table pointer
+    is told from a leaf and turned into an address, whether the walker sets
+    A/D, whether misaligned large leaves fault. Together with `Level` and
+    `PteBits` they are all the one walker needs for x86 (i386, PAE, 4- and
+    5-level), PowerPC (32-bit and 64-bit hash, software PTEs), ARMv8 and RISC-V.
     """
 
     name: str
