@@ -548,3 +548,25 @@ def test_state_machine_light(mode: str) -> None:
     run_state_machine_as_test(cls, settings=settings(
         max_examples=20, stateful_step_count=60, derandomize=True, database=None, deadline=None,
         suppress_health_check=list(HealthCheck)))
+
+
+def test_hugetlb_gigantic_page_is_a_pud_leaf() -> None:
+    """Machine(hugepages={"2M": 16, "1G": 1}) as the issue gives it: a 1 GiB page is one PUD
+    leaf (MAP_HUGE_1GB), the default size stays 2 MiB (Hugepagesize)."""
+    mach = Machine(arch="x86_64", memory="2080M", seed=3, hugepages={"2M": 16, "1G": 1})
+    p = mach.spawn()
+    flags = m.MAP_PRIVATE | m.MAP_ANONYMOUS | m.MAP_HUGETLB | (30 << 26)
+    a = p.mmap(None, 1 << 30, "rw-", flags)
+    assert a > 0 and a % (1 << 30) == 0
+    assert p.store(a + (1 << 29) + 5, b"G", check=True)
+    phys = p.translate(a)
+    assert phys is not None and phys % (1 << 30) == 0
+    assert p.translate(a + (1 << 29) + 5) == phys + (1 << 29) + 5
+    assert p.mmap(None, 1 << 30, "rw-", flags) == -m.ENOMEM
+    info = mach.procfs.meminfo()
+    assert f"HugePages_Total:   {16:>5}" in info and f"Hugepagesize:   {2048:>8} kB" in info
+    assert f"Hugetlb:        {(16 * 2048 + (1 << 20)):>8} kB" in info
+    mach.check()
+    assert p.munmap(a, 1 << 30) == 0
+    assert p.mmap(None, 1 << 30, "rw-", flags) > 0  # the page went back to the pool
+    mach.check()

@@ -105,7 +105,7 @@ def hugetlb_init(kmem: Kmem, end_pfn: int, spec: dict[str, int] | None) -> int:
         npg = size >> kmem.page_shift
         for _ in range(count):
             head = (end_pfn - npg) & ~(npg - 1)
-            if head < 16 + npg:
+            if head < 16:  # frame 0, the zero page and the first tables stay ordinary RAM
                 break
             hs.free.append(head)
             hs.nr_pages += 1
