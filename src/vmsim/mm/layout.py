@@ -40,65 +40,50 @@ def _page_align(x: int, page_size: int) -> int:
     return (x + page_size - 1) & ~(page_size - 1)
 
 
+#: Per mode: (TASK_SIZE, default mmap window, CONFIG_ARCH_MMAP_RND_BITS default,
+#: STACK_RND_MASK in pages (elf.h's, with its PAGE_SHIFT - 12 shift applied),
+#: TASK_UNMAPPED_BASE as a fraction of the window, sizeof(void *)).
+#: x86: page_{32,64}_types.h (TASK_SIZE 0xC0000000 with the 3G/1G split; TASK_SIZE_MAX
+#:   (1 << 47) - PAGE_SIZE, with LA57 (1 << 56) - PAGE_SIZE and mmap below
+#:   DEFAULT_MAP_WINDOW unless hinted), elf.h STACK_RND_MASK 0x3fffff / 0x7ff, Kconfig
+#:   ARCH_MMAP_RND_BITS 28 / 8, processor.h TASK_UNMAPPED_BASE = PAGE_ALIGN(TASK_SIZE / 3).
+#: powerpc: task_size_32.h (CONFIG_TASK_SIZE 0xb0000000 on book3s/32, TASK_UNMAPPED_BASE
+#:   TASK_SIZE / 4), task_size_64.h (64K pages: TASK_SIZE_USER64 = TASK_SIZE_4PB, mmap below
+#:   DEFAULT_MAP_WINDOW_USER64 = TASK_SIZE_128TB unless hinted; 4K pages: TASK_SIZE_64TB; the
+#:   3.x 64K geometry's PGTABLE_RANGE was 1 << 46), TASK_UNMAPPED_BASE_USER64 = window / 4,
+#:   elf.h STACK_RND_MASK 0x7ff / 0x3ffff >> (PAGE_SHIFT - 12), ARCH_MMAP_RND_BITS_MIN
+#:   11 (32-bit), 14 (64K), 18 (4K).
+#: arm64: processor.h TASK_SIZE_64 = DEFAULT_MAP_WINDOW_64 = 1 << VA_BITS (48),
+#:   TASK_UNMAPPED_BASE = window / 4, elf.h STACK_RND_MASK 0x3ffff >> (PAGE_SHIFT - 12),
+#:   ARCH_MMAP_RND_BITS_MIN 18 (4K), 16 (16K), 14 (64K).
+#: riscv: pgtable.h TASK_SIZE = PGDIR_SIZE * PTRS_PER_PGD / 2, processor.h
+#:   DEFAULT_MAP_WINDOW = 1 << (MMAP_VA_BITS - 1) with MMAP_VA_BITS 48 (mmap below Sv48
+#:   unless hinted), TASK_UNMAPPED_BASE = PAGE_ALIGN(TASK_SIZE / 3) (of the window here: the
+#:   bottom-up search stops at it), elf.h STACK_RND_MASK 0x3ffff, ARCH_MMAP_RND_BITS_MIN 18.
+_LAYOUTS: dict[str, tuple[int, int, int, int, int, int]] = {
+    "i386": (0xC000_0000, 0xC000_0000, 8, 0x7FF, 3, 4),
+    "i386-pae": (0xC000_0000, 0xC000_0000, 8, 0x7FF, 3, 4),
+    "x86_64": ((1 << 47) - 4096, (1 << 47) - 4096, 28, 0x3FFFFF, 3, 8),
+    "x86_64-la57": ((1 << 56) - 4096, (1 << 47) - 4096, 28, 0x3FFFFF, 3, 8),
+    "ppc32": (0xB000_0000, 0xB000_0000, 11, 0x7FF, 4, 4),
+    "ppc64-4k": (1 << 46, 1 << 46, 18, 0x3FFFF, 4, 8),
+    "ppc64-64k": (1 << 52, 1 << 47, 14, 0x3FFFF >> 4, 4, 8),
+    "ppc64-64k-2012": (1 << 46, 1 << 46, 14, 0x3FFFF >> 4, 4, 8),
+    "arm64-4k": (1 << 48, 1 << 48, 18, 0x3FFFF, 4, 8),
+    "arm64-16k": (1 << 48, 1 << 48, 16, 0x3FFFF >> 2, 4, 8),
+    "arm64-64k": (1 << 48, 1 << 48, 14, 0x3FFFF >> 4, 4, 8),
+    "riscv-sv39": (1 << 38, 1 << 38, 18, 0x3FFFF, 3, 8),
+    "riscv-sv48": (1 << 47, 1 << 47, 18, 0x3FFFF, 3, 8),
+    "riscv-sv57": (1 << 56, 1 << 47, 18, 0x3FFFF, 3, 8),
+}
+
+
 def mm_layout(mode: PagingMode) -> MmLayout:
     """The layout Linux gives a native process of `mode` (default configs, 3G/1G split)."""
+    try:
+        task_size, window, rnd_bits, stack_mask, unmapped_div, word = _LAYOUTS[mode.name]
+    except KeyError:
+        raise ValueError(f"mm_layout: no layout for mode {mode.name!r}") from None
     ps = mode.page_size
-    name = mode.name
-    if name == "x86_64":
-        # arch/x86/include/asm/page_64_types.h: TASK_SIZE_MAX = (1 << 47) - PAGE_SIZE;
-        # elf.h: STACK_RND_MASK 0x3fffff; Kconfig ARCH_MMAP_RND_BITS default 28.
-        ts = (1 << 47) - ps
-        return MmLayout(ts, ts, ts, 28, 0x3FFFFF, _page_align(ts // 3, ps))
-    if name == "x86_64-la57":
-        # With 5-level paging TASK_SIZE_MAX = (1 << 56) - PAGE_SIZE, but mmap stays below
-        # DEFAULT_MAP_WINDOW = (1 << 47) - PAGE_SIZE unless a hint above it is given
-        # (processor.h, arch/x86/kernel/sys_x86_64.c).
-        window = (1 << 47) - ps
-        return MmLayout((1 << 56) - ps, window, window, 28, 0x3FFFFF,
-                        _page_align(window // 3, ps))
-    if name in ("i386", "i386-pae"):
-        # page_32_types.h: TASK_SIZE = __PAGE_OFFSET = 0xC0000000; elf.h: STACK_RND_MASK
-        # 0x7ff for 32-bit; Kconfig ARCH_MMAP_RND_BITS default 8 on 32-bit;
-        # processor.h: TASK_UNMAPPED_BASE = PAGE_ALIGN(TASK_SIZE / 3).
-        ts = 0xC000_0000
-        return MmLayout(ts, ts, ts, 8, 0x7FF, _page_align(ts // 3, ps), word=4)
-    if name == "ppc32":
-        # arch/powerpc/include/asm/task_size_32.h: TASK_SIZE = CONFIG_TASK_SIZE (0xb0000000
-        # on book3s/32), TASK_UNMAPPED_BASE = PAGE_ALIGN(TASK_SIZE / 4); elf.h STACK_RND_MASK
-        # 0x7ff >> (PAGE_SHIFT - 12) for 32-bit; ARCH_MMAP_RND_BITS_MIN 11 on 32-bit.
-        ts = 0xB000_0000
-        return MmLayout(ts, ts, ts, 11, 0x7FF, _page_align(ts // 4, ps), word=4)
-    if name.startswith("ppc64"):
-        # arch/powerpc/include/asm/task_size_64.h: with 64K pages TASK_SIZE_USER64 =
-        # TASK_SIZE_4PB and DEFAULT_MAP_WINDOW_USER64 = TASK_SIZE_128TB; with 4K pages both
-        # are TASK_SIZE_64TB. The 3.x 64K geometry (PGTABLE_RANGE 1 << 46) had 64 TB.
-        # TASK_UNMAPPED_BASE_USER64 = PAGE_ALIGN(DEFAULT_MAP_WINDOW_USER64 / 4);
-        # STACK_RND_MASK 0x3ffff >> (PAGE_SHIFT - 12); ARCH_MMAP_RND_BITS_MIN 14 (64K) / 18 (4K).
-        if name == "ppc64-64k":
-            ts, window, bits = 1 << 52, 1 << 47, 14
-        elif name == "ppc64-4k":
-            ts, window, bits = 1 << 46, 1 << 46, 18
-        else:
-            ts, window, bits = 1 << 46, 1 << 46, 14
-        return MmLayout(ts, window, window, bits, 0x3FFFF >> (mode.page_shift - 12),
-                        _page_align(window // 4, ps))
-    if name.startswith("arm64"):
-        # arch/arm64/include/asm/processor.h: TASK_SIZE_64 = DEFAULT_MAP_WINDOW_64 =
-        # 1 << VA_BITS (48); STACK_TOP = DEFAULT_MAP_WINDOW; TASK_UNMAPPED_BASE =
-        # PAGE_ALIGN(DEFAULT_MAP_WINDOW / 4); elf.h STACK_RND_MASK 0x3ffff >> (PAGE_SHIFT - 12);
-        # Kconfig ARCH_MMAP_RND_BITS_MIN 18 (4K), 16 (16K), 14 (64K), the default.
-        ts = 1 << 48
-        bits = {12: 18, 14: 16, 16: 14}[mode.page_shift]
-        return MmLayout(ts, ts, ts, bits, 0x3FFFF >> (mode.page_shift - 12),
-                        _page_align(ts // 4, ps))
-    if name.startswith("riscv"):
-        # arch/riscv/include/asm/pgtable.h: TASK_SIZE = PGDIR_SIZE * PTRS_PER_PGD / 2
-        # (Sv39: 1 << 38, Sv48: 1 << 47, Sv57: 1 << 56); processor.h: DEFAULT_MAP_WINDOW
-        # = 1 << (MMAP_VA_BITS - 1) with MMAP_VA_BITS 48 on Sv48/Sv57 (mmap stays below
-        # Sv48 unless hinted higher), STACK_TOP = DEFAULT_MAP_WINDOW, TASK_UNMAPPED_BASE =
-        # PAGE_ALIGN(TASK_SIZE / 3); elf.h STACK_RND_MASK 0x3ffff; ARCH_MMAP_RND_BITS_MIN 18.
-        ts = 1 << (mode.va_bits - 1)
-        window = min(ts, 1 << 47)
-        # The bottom-up search stops at the window, so its base is a third of the window.
-        return MmLayout(ts, window, window, 18, 0x3FFFF, _page_align(window // 3, ps))
-    raise ValueError(f"mm_layout: no layout for mode {name!r}")
+    return MmLayout(task_size, window, window, rnd_bits, stack_mask,
+                    _page_align(window // unmapped_div, ps), word)
