@@ -570,3 +570,15 @@ def test_hugetlb_gigantic_page_is_a_pud_leaf() -> None:
     assert p.munmap(a, 1 << 30) == 0
     assert p.mmap(None, 1 << 30, "rw-", flags) > 0  # the page went back to the pool
     mach.check()
+
+
+@pytest.mark.parametrize("arch", ["x86_64-la57", "i386"])
+def test_fork_keeps_the_layout(arch: str) -> None:
+    mach = new_machine(arch)
+    mach.kmem.sysctl.legacy_va_layout = True
+    p = mach.spawn()
+    c = p.fork()
+    assert isinstance(c, Process)
+    for name in ("task_size", "mmap_window", "mmap_topdown", "mmap_base", "mmap_legacy_base"):
+        assert getattr(c.mm, name) == getattr(p.mm, name), name
+    assert c.mmap(None, 4096, "rw-", PRIV) == p.mmap(None, 4096, "rw-", PRIV)

@@ -24,7 +24,7 @@ def mm_alloc_like(old: MmStruct) -> MmStruct | None:
     for name in ("total_vm", "data_vm", "exec_vm", "stack_vm", "start_code", "end_code",
                  "start_data", "end_data", "start_brk", "brk", "start_stack", "arg_start",
                  "arg_end", "env_start", "env_end", "mmap_base", "mmap_legacy_base",
-                 "task_size"):
+                 "task_size", "mmap_window", "mmap_topdown"):
         setattr(mm, name, getattr(old, name))
     mm.rlimits = type(old.rlimits)(**vars(old.rlimits))
     mm.def_flags = old.def_flags & VM_NOHUGEPAGE  # VM_INIT_DEF_MASK: mlockall(MCL_FUTURE) is not inherited
