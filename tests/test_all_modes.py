@@ -381,6 +381,24 @@ def test_hugetlb_pool(arch: str, size: int) -> None:
     assert f"HugePages_Free:    {3:>5}" in info  # p died of its store; everything came back
 
 
+@pytest.mark.parametrize("arch", ["x86_64", "i386"])
+def test_hugetlb_mremap(arch: str) -> None:
+    """mremap of a hugetlb area: no growth, huge-aligned addresses; a shrink unmaps the tail."""
+    size = min(huge_sizes(MODES[arch]))
+    mach = Machine(arch=arch, memory="64M", seed=3, hugepages={f"{size >> 20}M": 3})
+    p = mach.spawn()
+    a = p.mmap(None, 2 * size, "rw-", "private|anonymous|hugetlb")
+    p.store(a + size, b"x")
+    assert p.mremap(a, 2 * size, 3 * size, m.MREMAP_MAYMOVE) == -m.EINVAL
+    assert p.mremap(a + 4096, size, size) == -m.EINVAL
+    assert p.mremap(a, 2 * size, size + 1) == a  # rounds up: nothing to do
+    assert p.mremap(a, 2 * size, size) == a
+    assert p.mm.find_vma(a + size) is None or p.mm.find_vma(a + size).vm_start > a + size
+    info = mach.procfs.meminfo()  # the tail's page came back; the head is still reserved
+    assert f"HugePages_Free:    {3:>5}" in info and f"HugePages_Rsvd:    {1:>5}" in info
+    mach.check()
+
+
 def test_hugetlb_sizes_errors(arch: str) -> None:
     sizes = huge_sizes(MODES[arch])
     mach = new_machine(arch)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from vmsim.mm import mman as m
 from vmsim.mm.gup import mm_populate
+from vmsim.mm.hugetlb import hstate_vma
 from vmsim.mm.memory import present_pages
 from vmsim.mm.mmap import (
     do_munmap,
@@ -473,6 +474,25 @@ def remap_move(mm: MmStruct, vrm: VmaRemap) -> int:
 
 
 # ------------------------------------------------------------------ entry
+def mremap_hugetlb(mm: MmStruct, vma: Vma, vrm: VmaRemap) -> int:
+    """mremap(2) of a hugetlb area: the lengths round up to the huge-page size, the addresses
+    must be aligned to it and the area may not grow (EINVAL: the reservation cannot be
+    split); a shrink unmaps the tail in place. vmsim does not move hugetlb page tables
+    (move_hugetlb_page_tables()): a move is EINVAL here."""
+    hsize = hstate_vma(vma).size
+    old_len = (vrm.old_len + hsize - 1) & ~(hsize - 1)
+    new_len = (vrm.new_len + hsize - 1) & ~(hsize - 1)
+    if vrm.addr & (hsize - 1) or (vrm.flags & m.MREMAP_FIXED and vrm.new_addr & (hsize - 1)):
+        return -m.EINVAL
+    if new_len > old_len or vrm.flags & (m.MREMAP_FIXED | m.MREMAP_DONTUNMAP):
+        return -m.EINVAL
+    if new_len < old_len:
+        err = do_munmap(mm, vrm.addr + new_len, old_len - new_len)
+        if err:
+            return err
+    return vrm.addr
+
+
 def do_mremap(mm: MmStruct, addr: int, old_len: int, new_len: int, flags: int,
               new_addr: int) -> int:
     """mremap(2): the new address, or -EINVAL / -EFAULT / -ENOMEM / -EAGAIN as Linux 6.18 gives.
@@ -487,8 +507,7 @@ def do_mremap(mm: MmStruct, addr: int, old_len: int, new_len: int, flags: int,
         return res
     hv = mm.mm_rb.find_vma(vrm.addr)
     if hv is not None and hv.vm_start <= vrm.addr and hv.vm_flags & VM_HUGETLB:
-        # vmsim does not move or resize hugetlb areas (Linux allows an aligned shrink/move)
-        return -m.EINVAL
+        return mremap_hugetlb(mm, hv, vrm)
     if vrm.move_only:
         res = remap_move(mm, vrm)
     else:
