@@ -214,7 +214,8 @@ def main() -> int:
                 m.close()
 
             vm = median_time(one, args.reps)
-            same = results[-1].stdout == native_out.stdout and results[-1].exit_code == native_out.returncode
+            native_stdout = native_out.stdout.replace(str(root).encode() + b"/", b"/")
+            same = results[-1].stdout == native_stdout and results[-1].exit_code == native_out.returncode
             ql: float | str = "skipped"
             if py is not None:
                 ql = run_qiling(py, argv, root, args.reps)
