@@ -245,7 +245,7 @@ class Process:
             return -m.EBADF
         if offset < 0:
             return -m.EINVAL
-        return filemap.file_read(self.machine.kmem, file.inode, offset, n)
+        return filemap.file_read(self.machine.kmem, file.inode, offset, n, file.f_ra)
 
     def pwrite(self, fd: int, data: bytes, offset: int) -> int:
         self._enter()
