@@ -53,42 +53,16 @@ def copy_from_user(task: Process, addr: int, n: int) -> bytes | None:
         return b""
     if not access_ok(addr, n):
         return None
-    kmem = task.machine.kmem
-    ps = kmem.page_size
-    out = bytearray()
-    pos, end = addr, addr + n
-    while pos < end:
-        chunk = min(ps - (pos & (ps - 1)), end - pos)
-        phys = _kernel_translate(task, pos, READ)
-        if phys < 0:
-            return None
-        out += kmem.phys.read(phys, chunk)
-        pos += chunk
-    return bytes(out)
+    data = copy_from_user_partial(task, addr, n)
+    return data if len(data) == n else None
 
 
 def copy_to_user(task: Process, addr: int, data: bytes) -> bool:
     """copy_to_user(): False (-> -EFAULT) if any byte is not writable. Bytes before the
     failing page may have been written, as in Linux."""
-    n = len(data)
-    if n == 0:
+    if not data:
         return True
-    if not access_ok(addr, n):
-        return False
-    kmem = task.machine.kmem
-    ps = kmem.page_size
-    pos, end = addr, addr + n
-    while pos < end:
-        chunk = min(ps - (pos & (ps - 1)), end - pos)
-        phys = _kernel_translate(task, pos, WRITE)
-        if phys < 0:
-            return False
-        kmem.phys.write(phys, data[pos - addr:pos - addr + chunk])
-        pos += chunk
-    vma = task.mm.find_vma(addr)
-    if vma is not None and vma.vm_flags & VM_EXEC and task.machine.cpu is not None:
-        task.machine.cpu.flush_icache()  # the kernel may have written instructions
-    return True
+    return access_ok(addr, len(data)) and copy_to_user_partial(task, addr, data) == len(data)
 
 
 def copy_to_user_partial(task: Process, addr: int, data: bytes) -> int:
