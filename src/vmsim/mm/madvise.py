@@ -151,11 +151,17 @@ def reclaim_file_page(mm: MmStruct, vma: Vma, addr: int, pfn: int) -> None:
 
 
 def madvise_willneed(mm: MmStruct, vma: Vma, start: int, end: int) -> int:
-    """MADV_WILLNEED: read a file range into the page cache ahead of use."""
+    """MADV_WILLNEED: read a file range into the page cache ahead of use.
+
+    For shmem (shared anonymous memory, tmpfs) madvise_willneed() only swaps pages
+    back in (shmem_swapin_range); vmsim has no swap, so it does nothing there: it
+    must not create pages, which a later fault-around would map."""
     if vma.vm_file is None:
         return 0
     kmem = mm.kmem
     inode = vma.vm_file.inode
+    if inode.shmem:
+        return 0
     first = vma.linear_page_index(start, kmem.page_shift)
     last = min(vma.linear_page_index(end, kmem.page_shift), filemap.last_index(kmem, inode))
     for index in range(first, last):

@@ -276,6 +276,13 @@ def file_willneed_mincore(s: Script, f: FileSet) -> None:
     s.madvise(A, 2 * P, "MADV_WILLNEED").mincore(A, 4 * P).touch(A + 3 * P, "r").mincore(A, 4 * P)
 
 
+def shmem_willneed_creates_nothing(s: Script, f: FileSet) -> None:
+    """MADV_WILLNEED on shared anonymous memory only swaps pages in (shmem_swapin_range):
+    it must not create pages that the next fault's fault-around would map."""
+    anon(s, pages=3, flags=SAF).touch(A + P, "w").madvise(A, 3 * P, "MADV_WILLNEED")
+    s.fork().touch(A, "r").mincore(A, 3 * P).endchild()
+
+
 def file_read_faults(s: Script, f: FileSet) -> None:
     s.open(f.path("file.bin"), "O_RDONLY").mmap(A, 4 * P, RO, PF, 3, 0).touch(A + 2 * P, "r")
     s.touch(A, "r").touch(A + 3 * P, "r").close(3).touch(A + P, "r").mincore(A, 4 * P)
@@ -578,6 +585,7 @@ HANDWRITTEN: list[Hand] = [
     Hand("file-remove-shared", "file", file_remove_shared),
     Hand("file-eof-partial-page", "file", file_eof_partial_page),
     Hand("file-willneed-mincore", "file", file_willneed_mincore),
+    Hand("shmem-willneed-creates-nothing", "file", shmem_willneed_creates_nothing),
     Hand("file-read-faults", "file", file_read_faults),
     Hand("file-two-opens", "file", file_two_opens),
     Hand("mremap-grow-in-place", "mremap", mremap_grow_in_place),
