@@ -27,6 +27,11 @@ def parse_size(size: int | str) -> int:
         raise ValueError(f"bad memory size {size!r}: use e.g. '256M' or an integer") from None
 
 
+#: madvise(2) advice (Linux 5.14+): populate (prefault) page tables writable.
+MADV_POPULATE_WRITE = 23
+POPULATE_CHUNK = 2 << 20
+
+
 class PhysMem:
     """RAM of `size` bytes, page-aligned, zero-filled at boot."""
 
@@ -46,6 +51,8 @@ class PhysMem:
         self.u8 = np.frombuffer(self.buf, dtype=np.uint8)
         self.u64 = np.frombuffer(self.buf, dtype=np.uint64)
         self._zero = bytes(page_size)
+        # Chunks of RAM the host has already backed (see zero_frame), one byte per 2 MiB.
+        self._populated = bytearray(size // POPULATE_CHUNK + 1)
 
     @property
     def address(self) -> int:
@@ -71,8 +78,20 @@ class PhysMem:
         self.mv[phys:phys + len(data)] = data
 
     def zero_frame(self, pfn: int) -> None:
+        """Zero a frame. The first frame zeroed in each 2 MiB of RAM asks the host to back
+        the whole chunk at once (MADV_POPULATE_WRITE): one host call instead of a host
+        page fault on the first touch of each of its 512 frames."""
         ps = self.page_size
-        self.mv[pfn * ps:(pfn + 1) * ps] = self._zero
+        off = pfn * ps
+        chunk = off // POPULATE_CHUNK
+        if not self._populated[chunk]:
+            self._populated[chunk] = 1
+            try:
+                self.buf.madvise(MADV_POPULATE_WRITE, chunk * POPULATE_CHUNK,
+                                 min(POPULATE_CHUNK, self.size - chunk * POPULATE_CHUNK))
+            except OSError:  # a host kernel before 5.14: the frames fault in one by one
+                pass
+        self.mv[off:off + ps] = self._zero
 
     def copy_frame(self, dst_pfn: int, src_pfn: int) -> None:
         """copy_user_highpage: the bytes of one frame into another."""
