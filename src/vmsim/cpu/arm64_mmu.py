@@ -24,21 +24,10 @@ found in `Uc.context_save()` bytes by calibration (`fault_offsets`).
 
 from __future__ import annotations
 
-import mmap
 import struct
 from dataclasses import dataclass, field
 
-from unicorn import (
-    UC_ARCH_ARM64,
-    UC_CTL_IO_WRITE,
-    UC_CTL_TLB_FLUSH,
-    UC_HOOK_CODE,
-    UC_HOOK_INTR,
-    UC_MODE_ARM,
-    UC_PROT_ALL,
-    UC_TLB_CPU,
-    Uc,
-)
+from unicorn import UC_ARCH_ARM64, UC_MODE_ARM, UC_PROT_ALL, Uc
 from unicorn.arm64_const import (
     UC_ARM64_REG_CP_REG,
     UC_ARM64_REG_ELR_EL1,
@@ -49,6 +38,14 @@ from unicorn.arm64_const import (
     UC_ARM64_REG_X0,
     UC_ARM64_REG_X1,
     UC_ARM64_REG_X2,
+)
+
+from vmsim.cpu.mmu_probe import (
+    CALIBRATION_RAM,
+    MmuProbe,
+    calibration_ram,
+    context_slots,
+    host_address,
 )
 
 #: ``ldr x0, [x1]`` then ``str x2, [x1]``.
@@ -113,15 +110,13 @@ class Abort:
         return f"exception {self.exception} {fault_status_kind(self.fsc)} level {self.fsc & 3} far={self.far:#x}"
 
 
-class Arm64Mmu:
+class Arm64Mmu(MmuProbe[tuple[int, bytes]]):
     """An AArch64 Unicorn CPU with stage-1 translation on, over host memory at `ram_address`."""
 
     def __init__(self, ram_address: int, ram_size: int, page_shift: int = 12,
                  keepalive: object = None) -> None:
-        self._keepalive = keepalive
-        uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
-        uc.ctl_set_tlb_mode(UC_TLB_CPU)
-        uc.mem_map_ptr(0, ram_size, UC_PROT_ALL, ram_address)
+        super().__init__(UC_ARCH_ARM64, UC_MODE_ARM, ram_address, ram_size, keepalive)
+        uc = self.uc
 
         def cp(reg: tuple[int, ...]) -> int:
             return int(uc.reg_read(UC_ARM64_REG_CP_REG, reg))
@@ -149,24 +144,11 @@ class Arm64Mmu:
         uc.context_restore(kernel)
         uc.reg_write(UC_ARM64_REG_CP_REG, (*SCTLR_EL1, cp(SCTLR_EL1) | SCTLR_M))
         self._contexts = {True: user, False: uc.context_save()}
-        self.uc = uc
         self.tcr = tcr
-        self._fault: tuple[int, bytes] | None = None
-        self._first: int | None = None
-        self._stop_before_first = False
-        uc.hook_add(UC_HOOK_INTR, self._on_intr)
-        uc.hook_add(UC_HOOK_CODE, self._on_code)
+        self._hook()
 
-    def _on_intr(self, uc: Uc, intno: int, _data: object) -> None:
-        if self._fault is None:
-            self._fault = (intno, bytes(uc.context_save()))
-        uc.emu_stop()
-
-    def _on_code(self, uc: Uc, address: int, _size: int, _data: object) -> None:
-        if self._first is None:
-            self._first = address
-        if self._stop_before_first:
-            uc.emu_stop()
+    def _capture(self, uc: Uc, intno: int) -> tuple[int, bytes]:
+        return (intno, bytes(uc.context_save()))
 
     def _run(self, ttbr0: int, begin: int, user: bool, regs: dict[int, int],
              stop_before_first: bool = False) -> Abort:
@@ -175,12 +157,7 @@ class Arm64Mmu:
         uc.reg_write(UC_ARM64_REG_TTBR0_EL1, ttbr0)
         for reg, value in regs.items():
             uc.reg_write(reg, value)
-        uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
-        uc.ctl_flush_tb()
-        self._fault = None
-        self._first = None
-        self._stop_before_first = stop_before_first
-        uc.emu_start(begin, 0, count=1)
+        self._step(begin, stop_before_first)
         x0, pc = uc.reg_read(UC_ARM64_REG_X0), uc.reg_read(UC_ARM64_REG_PC)
         if self._fault is not None:
             return Abort(self._fault[0], x0, pc, self._fault[1])
@@ -213,23 +190,15 @@ def fault_offsets() -> tuple[int, int]:
     """
     if _OFFSETS:
         return _OFFSETS[0]
-    import ctypes
-
-    size = 0x10000
-    ram = mmap.mmap(-1, size)
-    q = memoryview(ram).cast("Q")
     table, page = 3, 3 | 1 << 10 | 3 << 8  # valid table; valid page + AF + inner shareable
     user, rdonly, uxn, pxn = 1 << 6, 1 << 7, 1 << 54, 1 << 53
-    q[0x1000 // 8] = 0x2000 | table
-    q[0x2000 // 8] = 0x3000 | table
-    q[0x3000 // 8 + 2] = 0x4000 | table
-    q[0x4000 // 8 + 0] = 0x5000 | page | user | rdonly | pxn
-    q[0x4000 // 8 + 1] = 0x6000 | page | user | rdonly | pxn | uxn
-    q[0x4000 // 8 + 2] = 0x7000 | (page & ~(1 << 10)) | user | pxn | uxn
-    q[0x4000 // 8 + 3] = 0x8000 | page | pxn | uxn
-    q.release()
-    ram[0x5000:0x5000 + len(PROBE_CODE)] = PROBE_CODE
-    cpu = Arm64Mmu(ctypes.addressof(ctypes.c_char.from_buffer(ram)), size, keepalive=ram)
+    ram = calibration_ram(table, [
+        0x5000 | page | user | rdonly | pxn,
+        0x6000 | page | user | rdonly | pxn | uxn,
+        0x7000 | (page & ~(1 << 10)) | user | pxn | uxn,
+        0x8000 | page | pxn | uxn,
+    ], PROBE_CODE)
+    cpu = Arm64Mmu(host_address(ram), CALIBRATION_RAM, keepalive=ram)
     code, ro, noaf, kern, hole = 0x400000, 0x401000, 0x402000, 0x403000, 0x404008
     cases = [
         (cpu.load(0x1000, code, hole), hole, 0b000111),  # translation, level 3
@@ -243,12 +212,9 @@ def fault_offsets() -> tuple[int, int]:
     for out, _, _ in cases:
         if out.ok:
             raise AssertionError("arm64 calibration: an access that must abort completed")
-    n = len(cases[0][0].context)
-    fsr = [off for off in range(0, n - 3, 4)
-           if all(struct.unpack_from("<I", out.context, off)[0] & 0x3F == code
-                  for out, _, code in cases)]
-    far = [off for off in range(0, n - 7, 4)
-           if all(struct.unpack_from("<Q", out.context, off)[0] == va for out, va, _ in cases)]
+    contexts = [out.context for out, _, _ in cases]
+    fsr = context_slots(contexts, [fsc for _, _, fsc in cases], "<I", 0x3F)
+    far = context_slots(contexts, [va for _, va, _ in cases], "<Q")
     if len(far) != 1 or not fsr:  # fsr: the syndrome and QEMU's own fsr both qualify
         raise AssertionError(f"arm64 calibration: fsr slots {fsr[:8]}, vaddress slots {far[:8]}")
     _OFFSETS.append((fsr[0], far[0]))

@@ -15,17 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from unicorn import (
-    UC_ARCH_RISCV,
-    UC_CTL_IO_WRITE,
-    UC_CTL_TLB_FLUSH,
-    UC_HOOK_CODE,
-    UC_HOOK_INTR,
-    UC_MODE_RISCV64,
-    UC_PROT_ALL,
-    UC_TLB_CPU,
-    Uc,
-)
+from unicorn import UC_ARCH_RISCV, UC_MODE_RISCV64, Uc
 from unicorn.riscv_const import (
     UC_RISCV_REG_A1,
     UC_RISCV_REG_A2,
@@ -33,6 +23,8 @@ from unicorn.riscv_const import (
     UC_RISCV_REG_PRIV,
     UC_RISCV_REG_SATP,
 )
+
+from vmsim.cpu.mmu_probe import MmuProbe
 
 #: ``ld a1, 0(a1)`` then ``sd a2, 0(a1)``.
 PROBE_CODE = bytes.fromhex("83b50500" "23b0c500")
@@ -55,33 +47,17 @@ class Trap:
         return self.cause is None
 
 
-class RiscvMmu:
+class RiscvMmu(MmuProbe[int]):
     """A U-mode RV64 hart with paging `mode` ("riscv-sv39/48/57") over host RAM."""
 
     def __init__(self, mode: str, ram_address: int, ram_size: int,
                  keepalive: object = None) -> None:
-        self._keepalive = keepalive
         self.satp_mode = SATP_MODE[mode]
-        uc = Uc(UC_ARCH_RISCV, UC_MODE_RISCV64)
-        uc.ctl_set_tlb_mode(UC_TLB_CPU)
-        uc.mem_map_ptr(0, ram_size, UC_PROT_ALL, ram_address)
-        self.uc = uc
-        self._cause: int | None = None
-        self._first: int | None = None
-        self._stop_before_first = False
-        uc.hook_add(UC_HOOK_INTR, self._on_intr)
-        uc.hook_add(UC_HOOK_CODE, self._on_code)
+        super().__init__(UC_ARCH_RISCV, UC_MODE_RISCV64, ram_address, ram_size, keepalive)
+        self._hook()
 
-    def _on_intr(self, uc: Uc, intno: int, _data: object) -> None:
-        if self._cause is None:
-            self._cause = intno
-        uc.emu_stop()
-
-    def _on_code(self, uc: Uc, address: int, _size: int, _data: object) -> None:
-        if self._first is None:
-            self._first = address
-        if self._stop_before_first:
-            uc.emu_stop()
+    def _capture(self, uc: Uc, intno: int) -> int:
+        return intno  # the trap cause
 
     def _run(self, root: int, begin: int, regs: dict[int, int], stop_first: bool = False) -> Trap:
         uc = self.uc
@@ -90,14 +66,9 @@ class RiscvMmu:
         uc.reg_write(UC_RISCV_REG_PRIV, 0)
         for reg, value in regs.items():
             uc.reg_write(reg, value)
-        uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
-        uc.ctl_flush_tb()
-        self._cause = None
-        self._first = None
-        self._stop_before_first = stop_first
-        uc.emu_start(begin, 0, count=1)
-        if self._cause is not None:
-            return Trap(self._cause)
+        self._step(begin, stop_first)
+        if self._fault is not None:
+            return Trap(self._fault)
         return Trap(None, uc.reg_read(UC_RISCV_REG_A1))
 
     def load(self, root: int, code_va: int, va: int) -> Trap:

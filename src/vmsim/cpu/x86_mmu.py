@@ -40,22 +40,11 @@ exception in flight, which would otherwise turn the next #PF into a #DF.
 
 from __future__ import annotations
 
-import ctypes
-import mmap
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from unicorn import (
-    UC_ARCH_X86,
-    UC_CTL_IO_WRITE,
-    UC_CTL_TLB_FLUSH,
-    UC_HOOK_CODE,
-    UC_HOOK_INTR,
-    UC_MODE_64,
-    UC_PROT_ALL,
-    UC_TLB_CPU,
-    Uc,
-)
+from unicorn import UC_ARCH_X86, UC_MODE_64, UC_PROT_ALL, Uc
 from unicorn.unicorn import UcContext
 from unicorn.x86_const import (
     UC_X86_REG_CR0,
@@ -71,6 +60,14 @@ from unicorn.x86_const import (
     UC_X86_REG_RSI,
     UC_X86_REG_RSP,
     UC_X86_REG_SS,
+)
+
+from vmsim.cpu.mmu_probe import (
+    CALIBRATION_RAM,
+    MmuProbe,
+    calibration_ram,
+    context_slots,
+    host_address,
 )
 
 # Control registers and EFER (Intel SDM vol. 3, 2.5 and 2.2.1).
@@ -163,6 +160,43 @@ def enable_paging(uc: Uc, cr4_set: int = 0) -> None:
     uc.reg_write(UC_X86_REG_CR0, uc.reg_read(UC_X86_REG_CR0) | CR0_PG | CR0_WP)
 
 
+def load_stub_gdt(uc: Uc, stub_base: int, gdt: bytes) -> None:
+    """Map the two-page stub at guest-physical `stub_base` (outside any RAM) and load
+    `gdt` from its second page into GDTR."""
+    uc.mem_map(stub_base, 0x2000, UC_PROT_ALL)
+    base = stub_base + 0x1000
+    uc.mem_write(base, gdt)
+    uc.reg_write(UC_X86_REG_GDTR, (0, base, len(gdt) - 1, 0))
+
+
+def iret_to_user(uc: Uc, stub_base: int, iret: bytes, word: str, sp_reg: int, user_cs: int,
+                 user_ds: int, enable: Callable[[Uc], None],
+                 enter_user: Callable[[Uc], None] | None = None) -> tuple[UcContext, UcContext]:
+    """From CPL 0 with paging off, run the `iret` instruction at `stub_base` over a frame
+    of `word`-sized (``struct`` code) slots on a stack in the stub (`sp_reg` points to
+    it) to reach CPL 3 with `user_cs`/`user_ds`; then `enter_user` (if any), and
+    `enable` paging in both the user and the kernel context. Returns (user, kernel)
+    saved contexts."""
+    uc.mem_write(stub_base, iret)
+    user_entry = stub_base + 0x800
+    kstack = stub_base + 0x1F00
+    uc.mem_write(kstack, struct.pack(f"<5{word}", user_entry, user_cs, 0x202,
+                                     stub_base + 0x1800, user_ds))
+    uc.reg_write(sp_reg, kstack)
+    kernel = uc.context_save()
+    uc.emu_start(stub_base, user_entry)
+    if (uc.reg_read(UC_X86_REG_CS), uc.reg_read(UC_X86_REG_SS)) != (user_cs, user_ds):
+        raise AssertionError(f"{'iretq' if word == 'Q' else 'iret'} did not reach user mode")
+    if enter_user is not None:
+        enter_user(uc)
+    enable(uc)
+    user = uc.context_save()
+    uc.context_restore(kernel)
+    enable(uc)
+    kernel = uc.context_save()
+    return user, kernel
+
+
 def boot_long_mode(uc: Uc, stub_base: int, cr4_set: int = 0) -> tuple[UcContext, UcContext]:
     """Bring a fresh 64-bit Unicorn to a user (CPL 3) and a kernel (CPL 0) context, both
     with paging on; returns (user, kernel) saved contexts.
@@ -170,66 +204,100 @@ def boot_long_mode(uc: Uc, stub_base: int, cr4_set: int = 0) -> tuple[UcContext,
     A two-page stub at guest-physical `stub_base` (mapped here, outside any RAM)
     holds the GDT and an ``iretq`` that enters user mode while paging is off.
     """
-    uc.mem_map(stub_base, 0x2000, UC_PROT_ALL)
-    gdt = stub_base + 0x1000
-    uc.mem_write(gdt, GDT)
-    uc.reg_write(UC_X86_REG_GDTR, (0, gdt, len(GDT) - 1, 0))
-    uc.mem_write(stub_base, bytes.fromhex("48cf"))  # iretq
-    user_entry = stub_base + 0x800
-    kstack = stub_base + 0x1F00
-    uc.mem_write(kstack, struct.pack("<5Q", user_entry, USER_CS, 0x202, stub_base + 0x1800,
-                                     USER_DS))
-    uc.reg_write(UC_X86_REG_RSP, kstack)
-    kernel = uc.context_save()
-    uc.emu_start(stub_base, user_entry)
-    if (uc.reg_read(UC_X86_REG_CS), uc.reg_read(UC_X86_REG_SS)) != (USER_CS, USER_DS):
-        raise AssertionError("iretq did not reach user mode")
-    enable_paging(uc, cr4_set)
-    user = uc.context_save()
-    uc.context_restore(kernel)
-    enable_paging(uc, cr4_set)
-    kernel = uc.context_save()
-    return user, kernel
+    load_stub_gdt(uc, stub_base, GDT)
+    return iret_to_user(uc, stub_base, bytes.fromhex("48cf"), "Q", UC_X86_REG_RSP, USER_CS,
+                        USER_DS, lambda u: enable_paging(u, cr4_set))
 
 
-class X86Mmu:
+class X86Probe(MmuProbe[tuple[int, int, bytes]]):
+    """The probes of an x86 CPU in a paging mode, long (`X86Mmu`) or 32-bit (`X86Mmu32`):
+    a load and a store from the probe code, and a fetch. A subclass boots the CPU into
+    `_contexts` (user True, kernel False) and names its probe code and registers."""
+
+    PROBE: bytes
+    LOAD_AT: int
+    STORE_AT: int
+    REG_FLAGS: int
+    REG_ACC: int  # rax / eax: the loaded value
+    REG_PTR: int  # rdi / edi: the address accessed
+    REG_VAL: int  # rsi / esi: the value stored
+    REG_IP: int
+    _contexts: dict[bool, UcContext]
+
+    def _capture(self, uc: Uc, intno: int) -> tuple[int, int, bytes] | None:
+        if intno == VEC_DB:  # the single-step trap after a completed instruction
+            return None
+        return (intno, uc.reg_read(UC_X86_REG_CR2), bytes(uc.context_save()))
+
+    def _run(self, cr3: int, begin: int, user: bool, regs: dict[int, int],
+             stop_before_first: bool = False, flush_code: bool = False) -> Outcome:
+        uc = self.uc
+        uc.context_restore(self._contexts[user])
+        uc.reg_write(self.REG_FLAGS, RFLAGS_TF | 2)
+        for reg, value in regs.items():
+            uc.reg_write(reg, value)
+        uc.reg_write(UC_X86_REG_CR3, cr3)  # mov cr3 flushes the TLB (and _step does, to be sure)
+        # With `flush_code` (a fetch) the translated code goes too: vmsim writes RAM behind
+        # QEMU's back, so a cached translation of the instruction at `begin` could be stale.
+        # (Cached or not, the fetch still walks the tables: QEMU looks code up by physical
+        # address, through the flushed TLB.)
+        self._step(begin, stop_before_first, flush_code)
+        acc, ip = uc.reg_read(self.REG_ACC), uc.reg_read(self.REG_IP)
+        if self._fault is not None:
+            vector, cr2, context = self._fault
+            return Outcome(vector, cr2, acc, ip, self._first, context)
+        return Outcome(None, 0, acc, ip, self._first)
+
+    def load(self, cr3: int, code_va: int, va: int, user: bool = True) -> Outcome:
+        """``mov rax, [va]`` (32-bit: ``mov eax, [va]``) executed from the probe code at
+        `code_va`."""
+        out = self._run(cr3, code_va + self.LOAD_AT, user, {self.REG_PTR: va, self.REG_ACC: 0})
+        assert not out.ok or out.rip == code_va + self.STORE_AT, f"load did not complete: {out}"
+        return out
+
+    def store(self, cr3: int, code_va: int, va: int, value: int, user: bool = True) -> Outcome:
+        """``mov [va], rsi`` with rsi = `value` (32-bit: esi), executed from the probe code
+        at `code_va`."""
+        out = self._run(cr3, code_va + self.STORE_AT, user, {self.REG_PTR: va,
+                                                             self.REG_VAL: value})
+        assert not out.ok or out.rip == code_va + len(self.PROBE), f"store did not complete: {out}"
+        return out
+
+    def fetch(self, cr3: int, va: int, user: bool = True, execute: bool = False) -> Outcome:
+        """Jump to `va`: the instruction there is fetched and decoded.
+
+        With `execute` False it is stopped before it runs (the fetch alone is
+        probed); with `execute` True it runs (rax/eax is reset to 0 first).
+        """
+        out = self._run(cr3, va, user, {self.REG_ACC: 0}, stop_before_first=not execute,
+                        flush_code=True)
+        assert not out.ok or out.first_insn == va, f"fetch at {va:#x} did not reach it: {out}"
+        return out
+
+
+class X86Mmu(X86Probe):
     """A long-mode Unicorn CPU over `ram_size` bytes of host memory at `ram_address`.
 
     `keepalive` is any object that owns the memory (it must outlive the CPU).
     """
 
+    PROBE = PROBE_CODE
+    LOAD_AT = LOAD_OFF
+    STORE_AT = STORE_OFF
+    REG_FLAGS = UC_X86_REG_RFLAGS
+    REG_ACC = UC_X86_REG_RAX
+    REG_PTR = UC_X86_REG_RDI
+    REG_VAL = UC_X86_REG_RSI
+    REG_IP = UC_X86_REG_RIP
+
     def __init__(self, ram_address: int, ram_size: int, keepalive: object = None,
                  cpu_model: int | None = None, cr4_set: int = 0) -> None:
         """`cpu_model` picks Unicorn's CPU model (UC_CPU_X86_*; the default, qemu64, lacks
         LA57); `cr4_set` adds CR4 bits, e.g. CR4_LA57 for 5-level paging."""
-        self._keepalive = keepalive
-        uc = Uc(UC_ARCH_X86, UC_MODE_64)
-        if cpu_model is not None:
-            uc.ctl_set_cpu_model(cpu_model)
-        uc.ctl_set_tlb_mode(UC_TLB_CPU)
-        uc.mem_map_ptr(0, ram_size, UC_PROT_ALL, ram_address)
-        user, kernel = boot_long_mode(uc, STUB_BASE, cr4_set)
+        super().__init__(UC_ARCH_X86, UC_MODE_64, ram_address, ram_size, keepalive, cpu_model)
+        user, kernel = boot_long_mode(self.uc, STUB_BASE, cr4_set)
         self._contexts = {True: user, False: kernel}
-        self.uc = uc
-        self._fault: tuple[int, int, bytes] | None = None
-        self._first: int | None = None
-        self._stop_before_first = False
-        uc.hook_add(UC_HOOK_INTR, self._on_intr)
-        uc.hook_add(UC_HOOK_CODE, self._on_code)
-
-    def _on_intr(self, uc: Uc, intno: int, _data: object) -> None:
-        if intno == VEC_DB:  # the single-step trap after a completed instruction
-            uc.emu_stop()
-            return
-        if self._fault is None:
-            self._fault = (intno, uc.reg_read(UC_X86_REG_CR2), bytes(uc.context_save()))
-        uc.emu_stop()
-
-    def _on_code(self, uc: Uc, address: int, _size: int, _data: object) -> None:
-        if self._first is None:
-            self._first = address
-        if self._stop_before_first:
-            uc.emu_stop()
+        self._hook()
 
     def cpl(self, user: bool = True) -> int:
         """The privilege level a probe with `user` runs at (CS.RPL of the saved context)."""
@@ -241,59 +309,6 @@ class X86Mmu:
         self.uc.context_restore(self._contexts[user])
         return {"cr0": self.uc.reg_read(UC_X86_REG_CR0), "cr4": self.uc.reg_read(UC_X86_REG_CR4),
                 "efer": self.uc.msr_read(MSR_EFER)}
-
-    def _run(self, cr3: int, begin: int, user: bool, regs: dict[int, int],
-             stop_before_first: bool = False, flush_code: bool = False) -> Outcome:
-        uc = self.uc
-        uc.context_restore(self._contexts[user])
-        uc.reg_write(UC_X86_REG_RFLAGS, RFLAGS_TF | 2)
-        for reg, value in regs.items():
-            uc.reg_write(reg, value)
-        uc.reg_write(UC_X86_REG_CR3, cr3)  # mov cr3 flushes the TLB ...
-        uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)  # ... and so does this, to be sure
-        if flush_code:
-            # vmsim writes RAM behind QEMU's back, so a cached translation of the
-            # instruction at `begin` could be stale. (Cached or not, the fetch
-            # still walks the tables: QEMU looks code up by physical address,
-            # through the flushed TLB.)
-            uc.ctl_flush_tb()
-        self._fault = None
-        self._first = None
-        self._stop_before_first = stop_before_first
-        uc.emu_start(begin, 0, count=1)
-        rax, rip = uc.reg_read(UC_X86_REG_RAX), uc.reg_read(UC_X86_REG_RIP)
-        if self._fault is not None:
-            vector, cr2, context = self._fault
-            return Outcome(vector, cr2, rax, rip, self._first, context)
-        return Outcome(None, 0, rax, rip, self._first)
-
-    def load(self, cr3: int, code_va: int, va: int, user: bool = True) -> Outcome:
-        """``mov rax, [va]`` executed from the probe code at `code_va`."""
-        out = self._run(cr3, code_va + LOAD_OFF, user, {UC_X86_REG_RDI: va, UC_X86_REG_RAX: 0})
-        assert not out.ok or out.rip == code_va + STORE_OFF, f"load did not complete: {out}"
-        return out
-
-    def store(self, cr3: int, code_va: int, va: int, value: int, user: bool = True) -> Outcome:
-        """``mov [va], rsi`` with rsi = `value`, executed from the probe code at `code_va`."""
-        out = self._run(cr3, code_va + STORE_OFF, user, {UC_X86_REG_RDI: va,
-                                                         UC_X86_REG_RSI: value})
-        assert not out.ok or out.rip == code_va + len(PROBE_CODE), f"store did not complete: {out}"
-        return out
-
-    def fetch(self, cr3: int, va: int, user: bool = True, execute: bool = False) -> Outcome:
-        """Jump to `va`: the instruction there is fetched and decoded.
-
-        With `execute` False it is stopped before it runs (the fetch alone is
-        probed); with `execute` True it runs (rax is reset to 0 first).
-        """
-        out = self._run(cr3, va, user, {UC_X86_REG_RAX: 0}, stop_before_first=not execute,
-                        flush_code=True)
-        assert not out.ok or out.first_insn == va, f"fetch at {va:#x} did not reach it: {out}"
-        return out
-
-
-def _host_address(buf: mmap.mmap) -> int:
-    return ctypes.addressof(ctypes.c_char.from_buffer(buf))
 
 
 _OFFSET: list[int] = []
@@ -324,19 +339,10 @@ def error_code_offset() -> int:
     """
     if _OFFSET:
         return _OFFSET[0]
-    size = 0x10000
-    ram = mmap.mmap(-1, size)
-    q = memoryview(ram).cast("Q")
     table = _P | _RW | _US | _A | _D
-    q[0x1000 // 8] = 0x2000 | table
-    q[0x2000 // 8] = 0x3000 | table
-    q[0x3000 // 8 + 2] = 0x4000 | table
-    q[0x4000 // 8 + 0] = 0x5000 | _P | _US | _A
-    q[0x4000 // 8 + 1] = 0x6000 | _P | _US | _A | _NX
-    q[0x4000 // 8 + 2] = 0x7000 | _P | _RW | _A | _D
-    q.release()
-    ram[0x5000:0x5000 + len(PROBE_CODE)] = PROBE_CODE
-    cpu = X86Mmu(_host_address(ram), size, keepalive=ram)
+    ram = calibration_ram(table, [0x5000 | _P | _US | _A, 0x6000 | _P | _US | _A | _NX,
+                                  0x7000 | _P | _RW | _A | _D], PROBE_CODE)
+    cpu = X86Mmu(host_address(ram), CALIBRATION_RAM, keepalive=ram)
     fresh = bytes(cpu._contexts[True])
     code, ro_nx, kpage, hole = 0x400000, 0x401000, 0x402000, 0x403000
     cases = [
@@ -354,14 +360,12 @@ def error_code_offset() -> int:
     for out, vector, _ in cases:
         if out.vector != vector:
             raise AssertionError(f"calibration fault {out} is not vector {vector}")
-    n = len(cases[0][0].context)
-    offsets = [off for off in range(0, n - 3, 4)
-               if all(struct.unpack_from("<i", out.context, off)[0] == code for out, _, code in cases)]
+    contexts = [out.context for out, _, _ in cases]
+    offsets = context_slots(contexts, [error for _, _, error in cases])
     if len(offsets) != 1:
         raise AssertionError(f"error-code calibration: {len(offsets)} candidate slots {offsets[:8]}")
-    old = [off for off in range(0, n - 3, 4)
-           if struct.unpack_from("<i", fresh, off)[0] == -1
-           and all(struct.unpack_from("<i", out.context, off)[0] == vector for out, vector, _ in cases)]
+    old = [off for off in context_slots(contexts, [vector for _, vector, _ in cases])
+           if struct.unpack_from("<i", fresh, off)[0] == -1]
     if len(old) != 1:
         raise AssertionError(f"old_exception calibration: {len(old)} candidate slots {old[:8]}")
     _OFFSET.append(offsets[0])

@@ -21,21 +21,10 @@ from __future__ import annotations
 
 import struct
 
-from unicorn import (
-    UC_ARCH_X86,
-    UC_CTL_IO_WRITE,
-    UC_CTL_TLB_FLUSH,
-    UC_HOOK_CODE,
-    UC_HOOK_INTR,
-    UC_MODE_32,
-    UC_PROT_ALL,
-    UC_TLB_CPU,
-    Uc,
-)
+from unicorn import UC_ARCH_X86, UC_MODE_32, Uc
 from unicorn.unicorn import UcContext
 from unicorn.x86_const import (
     UC_X86_REG_CR0,
-    UC_X86_REG_CR2,
     UC_X86_REG_CR3,
     UC_X86_REG_CR4,
     UC_X86_REG_CS,
@@ -47,7 +36,6 @@ from unicorn.x86_const import (
     UC_X86_REG_ES,
     UC_X86_REG_ESI,
     UC_X86_REG_ESP,
-    UC_X86_REG_GDTR,
     UC_X86_REG_SS,
 )
 
@@ -59,9 +47,9 @@ from vmsim.cpu.x86_mmu import (
     CR4_SMEP,
     EFER_NXE,
     MSR_EFER,
-    RFLAGS_TF,
-    VEC_DB,
-    Outcome,
+    X86Probe,
+    iret_to_user,
+    load_stub_gdt,
 )
 
 CR4_PSE = 1 << 4
@@ -114,67 +102,42 @@ def enable_paging32(uc: Uc, mode: str) -> None:
 def boot_protected_mode(uc: Uc, stub_base: int, mode: str) -> tuple[UcContext, UcContext]:
     """Bring a fresh 32-bit Unicorn to a user (CPL 3) and a kernel (CPL 0) context with
     paging in `mode`; returns (user, kernel) saved contexts."""
-    uc.mem_map(stub_base, 0x2000, UC_PROT_ALL)
-    gdt = stub_base + 0x1000
-    table = gdt32()
-    uc.mem_write(gdt, table)
-    uc.reg_write(UC_X86_REG_GDTR, (0, gdt, len(table) - 1, 0))
+    load_stub_gdt(uc, stub_base, gdt32())
     uc.reg_write(UC_X86_REG_CR0, uc.reg_read(UC_X86_REG_CR0) | CR0_PE)
     uc.reg_write(UC_X86_REG_CS, KERNEL_CS)
     for reg in (UC_X86_REG_DS, UC_X86_REG_ES, UC_X86_REG_SS):
         uc.reg_write(reg, KERNEL_DS)
-    uc.mem_write(stub_base, bytes.fromhex("cf"))  # iret
-    user_entry = stub_base + 0x800
-    kstack = stub_base + 0x1F00
-    uc.mem_write(kstack, struct.pack("<5I", user_entry, USER_CS, 0x202, stub_base + 0x1800,
-                                     USER_DS))
-    uc.reg_write(UC_X86_REG_ESP, kstack)
-    kernel = uc.context_save()
-    uc.emu_start(stub_base, user_entry)
-    if (uc.reg_read(UC_X86_REG_CS), uc.reg_read(UC_X86_REG_SS)) != (USER_CS, USER_DS):
-        raise AssertionError("iret did not reach user mode")
-    uc.reg_write(UC_X86_REG_DS, USER_DS)
-    uc.reg_write(UC_X86_REG_ES, USER_DS)
-    enable_paging32(uc, mode)
-    user = uc.context_save()
-    uc.context_restore(kernel)
-    enable_paging32(uc, mode)
-    kernel = uc.context_save()
-    return user, kernel
+
+    def user_data_segments(u: Uc) -> None:
+        u.reg_write(UC_X86_REG_DS, USER_DS)
+        u.reg_write(UC_X86_REG_ES, USER_DS)
+
+    return iret_to_user(uc, stub_base, bytes.fromhex("cf"), "I", UC_X86_REG_ESP, USER_CS,
+                        USER_DS, lambda u: enable_paging32(u, mode), user_data_segments)
 
 
-class X86Mmu32:
+class X86Mmu32(X86Probe):
     """A 32-bit protected-mode Unicorn CPU with paging `mode` ("i386" or "i386-pae") over
     `ram_size` bytes of host memory at `ram_address` (which `keepalive` owns)."""
+
+    PROBE = PROBE_CODE32
+    LOAD_AT = LOAD_OFF
+    STORE_AT = STORE_OFF
+    REG_FLAGS = UC_X86_REG_EFLAGS
+    REG_ACC = UC_X86_REG_EAX
+    REG_PTR = UC_X86_REG_EDI
+    REG_VAL = UC_X86_REG_ESI
+    REG_IP = UC_X86_REG_EIP
 
     def __init__(self, mode: str, ram_address: int, ram_size: int,
                  keepalive: object = None) -> None:
         if mode not in CR4_FOR_MODE:
             raise ValueError(f"X86Mmu32: no 32-bit paging mode {mode!r}")
         self.mode = mode
-        self._keepalive = keepalive
-        uc = Uc(UC_ARCH_X86, UC_MODE_32)
-        uc.ctl_set_tlb_mode(UC_TLB_CPU)
-        uc.mem_map_ptr(0, ram_size, UC_PROT_ALL, ram_address)
-        user, kernel = boot_protected_mode(uc, STUB_BASE, mode)
+        super().__init__(UC_ARCH_X86, UC_MODE_32, ram_address, ram_size, keepalive)
+        user, kernel = boot_protected_mode(self.uc, STUB_BASE, mode)
         self._contexts = {True: user, False: kernel}
-        self.uc = uc
-        self._fault: tuple[int, int, bytes] | None = None
-        self._first: int | None = None
-        self._stop_before_first = False
-        uc.hook_add(UC_HOOK_INTR, self._on_intr)
-        uc.hook_add(UC_HOOK_CODE, self._on_code)
-
-    def _on_intr(self, uc: Uc, intno: int, _data: object) -> None:
-        if intno != VEC_DB and self._fault is None:
-            self._fault = (intno, uc.reg_read(UC_X86_REG_CR2), bytes(uc.context_save()))
-        uc.emu_stop()
-
-    def _on_code(self, uc: Uc, address: int, _size: int, _data: object) -> None:
-        if self._first is None:
-            self._first = address
-        if self._stop_before_first:
-            uc.emu_stop()
+        self._hook()
 
     def control(self, user: bool = True) -> dict[str, int]:
         """CR0, CR4, EFER and CS of the probe context (for the record)."""
@@ -182,44 +145,3 @@ class X86Mmu32:
         uc.context_restore(self._contexts[user])
         return {"cr0": uc.reg_read(UC_X86_REG_CR0), "cr4": uc.reg_read(UC_X86_REG_CR4),
                 "efer": uc.msr_read(MSR_EFER), "cs": uc.reg_read(UC_X86_REG_CS)}
-
-    def _run(self, cr3: int, begin: int, user: bool, regs: dict[int, int],
-             stop_before_first: bool = False, flush_code: bool = False) -> Outcome:
-        uc = self.uc
-        uc.context_restore(self._contexts[user])
-        uc.reg_write(UC_X86_REG_EFLAGS, RFLAGS_TF | 2)
-        for reg, value in regs.items():
-            uc.reg_write(reg, value)
-        uc.reg_write(UC_X86_REG_CR3, cr3)
-        uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
-        if flush_code:
-            uc.ctl_flush_tb()
-        self._fault = None
-        self._first = None
-        self._stop_before_first = stop_before_first
-        uc.emu_start(begin, 0, count=1)
-        eax, eip = uc.reg_read(UC_X86_REG_EAX), uc.reg_read(UC_X86_REG_EIP)
-        if self._fault is not None:
-            vector, cr2, context = self._fault
-            return Outcome(vector, cr2, eax, eip, self._first, context)
-        return Outcome(None, 0, eax, eip, self._first)
-
-    def load(self, cr3: int, code_va: int, va: int, user: bool = True) -> Outcome:
-        """``mov eax, [va]`` executed from the probe code at `code_va`."""
-        out = self._run(cr3, code_va + LOAD_OFF, user, {UC_X86_REG_EDI: va, UC_X86_REG_EAX: 0})
-        assert not out.ok or out.rip == code_va + STORE_OFF, f"load did not complete: {out}"
-        return out
-
-    def store(self, cr3: int, code_va: int, va: int, value: int, user: bool = True) -> Outcome:
-        """``mov [va], esi`` with esi = `value`."""
-        out = self._run(cr3, code_va + STORE_OFF, user, {UC_X86_REG_EDI: va,
-                                                         UC_X86_REG_ESI: value})
-        assert not out.ok or out.rip == code_va + len(PROBE_CODE32), f"store did not complete: {out}"
-        return out
-
-    def fetch(self, cr3: int, va: int, user: bool = True, execute: bool = False) -> Outcome:
-        """Jump to `va`; with `execute` the instruction there runs (eax reset to 0 first)."""
-        out = self._run(cr3, va, user, {UC_X86_REG_EAX: 0}, stop_before_first=not execute,
-                        flush_code=True)
-        assert not out.ok or out.first_insn == va, f"fetch at {va:#x} did not reach it: {out}"
-        return out
