@@ -47,12 +47,16 @@ import ctypes
 import errno as E
 import os
 import stat as S
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from vmsim.mm.filemap import FMODE_READ, FMODE_WRITE, File, HostBacking, Inode, drop_page_cache
 from vmsim.mm.kmem import Kmem
 from vmsim.mm.truncate import truncate_setsize
+
+R = TypeVar("R")
 
 # Guest (x86-64 Linux) open flags; translated to the host's `os` constants explicitly.
 O_ACCMODE = 0o3
@@ -214,6 +218,12 @@ class Nameidata:
     @property
     def dir_fd(self) -> int:
         return self.stack[-1][1]
+
+    @property
+    def last_name(self) -> str:
+        """`last` as the host is given it: with the path's trailing slash, if it had one
+        (so the host checks that the object is a directory)."""
+        return self.last + ("/" if self.trailing else "")
 
     def close(self) -> None:
         """Close the walk's descriptors (the root's belongs to the Vfs)."""
@@ -456,27 +466,32 @@ class Vfs:
             return err
         return nd
 
-    def resolve(self, path: str) -> Path | int:
-        """The host path of the object a guest path names (following symlinks inside the
-        root), for display: vmsim itself never opens a host path it computed."""
-        nd = self.lookup(path)
+    @staticmethod
+    def _with_nd(nd: Nameidata | int, op: Callable[[Nameidata], R]) -> R | int:
+        """`op` on the result of a lookup (`lookup`, `parentat`), closed afterwards; a
+        failed lookup's -errno as it is."""
         if isinstance(nd, int):
             return nd
         try:
-            assert self.root is not None
-            return self.root / nd.path.lstrip("/")
+            return op(nd)
         finally:
             nd.close()
 
+    def resolve(self, path: str) -> Path | int:
+        """The host path of the object a guest path names (following symlinks inside the
+        root), for display: vmsim itself never opens a host path it computed."""
+        def op(nd: Nameidata) -> Path | int:
+            assert self.root is not None
+            return self.root / nd.path.lstrip("/")
+
+        return self._with_nd(self.lookup(path), op)
+
     def canonical(self, path: str, directory: bool = False) -> str | int:
         """The guest's canonical path of an existing object (getcwd, chdir, /proc links)."""
-        nd = self.lookup(path, True, directory)
-        if isinstance(nd, int):
-            return nd
-        try:
+        def op(nd: Nameidata) -> str | int:
             return nd.path
-        finally:
-            nd.close()
+
+        return self._with_nd(self.lookup(path, True, directory), op)
 
     # ---- inodes --------------------------------------------------------------------------
     def _inode_for(self, fd: int, level: int) -> Inode:
@@ -677,10 +692,7 @@ class Vfs:
 
     def _open_tmpfile(self, path: str, flags: int, mode: int) -> File | int:
         """do_tmpfile(): an unnamed regular file in the directory `path` names."""
-        nd = self.lookup(path, True, True)
-        if isinstance(nd, int):
-            return nd
-        try:
+        def op(nd: Nameidata) -> File | int:
             if self.read_only:
                 return -E.EROFS
             acc = os.O_WRONLY if flags & O_ACCMODE == O_WRONLY else os.O_RDWR
@@ -695,8 +707,8 @@ class Vfs:
                 pass
             nd.last_type = LAST_DOT
             return self._make_file(nd, fd, flags, True)
-        finally:
-            nd.close()
+
+        return self._with_nd(self.lookup(path, True, True), op)
 
     def _make_file(self, nd: Nameidata, fd: int, flags: int, created: bool) -> File | int:
         """do_dentry_open(): wrap the host descriptor as the guest's struct file."""
@@ -738,13 +750,10 @@ class Vfs:
     # ---- attributes (fs/stat.c, fs/open.c) ----------------------------------------------------
     def stat(self, path: str, follow: bool = True) -> os.stat_result | int:
         """vfs_statx() by path: the host attributes of the object found inside the root."""
-        nd = self.lookup(path, follow)
-        if isinstance(nd, int):
-            return nd
-        try:
+        def op(nd: Nameidata) -> os.stat_result | int:
             return self._fstat_nd(nd)
-        finally:
-            nd.close()
+
+        return self._with_nd(self.lookup(path, follow), op)
 
     def _fstat_nd(self, nd: Nameidata) -> os.stat_result | int:
         try:
@@ -766,10 +775,7 @@ class Vfs:
     def access(self, path: str, mode: int, follow: bool = True) -> int:
         """do_faccessat() after the lookup: the host's answer for the object found (vmsim's
         guests run as the host user: root passes read/write checks, not execute)."""
-        nd = self.lookup(path, follow)
-        if isinstance(nd, int):
-            return nd
-        try:
+        def op(nd: Nameidata) -> int:
             if mode & 2 and self.read_only:
                 return -E.EROFS
             dfd, name = nd.at()
@@ -778,15 +784,12 @@ class Vfs:
             except (OSError, NotImplementedError):
                 ok = os.access(f"/proc/self/fd/{nd.fd}", mode & 7)
             return 0 if ok else -E.EACCES
-        finally:
-            nd.close()
+
+        return self._with_nd(self.lookup(path, follow), op)
 
     def readlink(self, path: str) -> bytes | int:
         """do_readlinkat(): the body of the symlink `path` names; -EINVAL if not a link."""
-        nd = self.lookup(path, follow=False)
-        if isinstance(nd, int):
-            return nd
-        try:
+        def op(nd: Nameidata) -> bytes | int:
             if nd.leaf is None or not S.S_ISLNK(nd.leaf[2].st_mode):
                 return -E.EINVAL
             dfd, name = nd.at()
@@ -794,21 +797,18 @@ class Vfs:
                 return os.readlink(name.encode("utf-8", "surrogateescape"), dir_fd=dfd)
             except OSError as exc:
                 return _errno(exc)
-        finally:
-            nd.close()
+
+        return self._with_nd(self.lookup(path, follow=False), op)
 
     def chmod(self, path: str, mode: int, follow: bool = True) -> int:
         """chmod_common() on the object found; a symlink's own mode cannot be changed
         (-EOPNOTSUPP, as fchmodat2(AT_SYMLINK_NOFOLLOW) on Linux)."""
-        nd = self.lookup(path, follow)
-        if isinstance(nd, int):
-            return nd
-        try:
+        def op(nd: Nameidata) -> int:
             if nd.leaf is not None and S.S_ISLNK(nd.leaf[2].st_mode):
                 return -E.EOPNOTSUPP
             return self._chmod_fd(nd.fd, mode)
-        finally:
-            nd.close()
+
+        return self._with_nd(self.lookup(path, follow), op)
 
     def _chmod_fd(self, fd: int, mode: int) -> int:
         if self.read_only:
@@ -834,10 +834,7 @@ class Vfs:
 
     def chown(self, path: str, uid: int, gid: int, follow: bool = True) -> int:
         """chown_common() on the object found (-1 leaves an id unchanged)."""
-        nd = self.lookup(path, follow)
-        if isinstance(nd, int):
-            return nd
-        try:
+        def op(nd: Nameidata) -> int:
             if self.read_only:
                 return -E.EROFS
             dfd, name = nd.at()
@@ -846,8 +843,8 @@ class Vfs:
             except OSError as exc:
                 return _errno(exc)
             return 0
-        finally:
-            nd.close()
+
+        return self._with_nd(self.lookup(path, follow), op)
 
     def fchown(self, f: File, uid: int, gid: int) -> int:
         backing = f.inode.backing
@@ -946,15 +943,12 @@ class Vfs:
 
     def mkdir(self, path: str, mode: int) -> int:
         """do_mkdirat(): filename_create() with LOOKUP_DIRECTORY, then vfs_mkdir()."""
-        nd = self.parentat(path)
-        if isinstance(nd, int):
-            return nd
-        try:
+        def op(nd: Nameidata) -> int:
             if nd.last_type != LAST_NORM:
                 return -E.EEXIST
             if self.read_only:  # filename_create() reports EEXIST before EROFS
                 return -E.EEXIST if self._key_at(nd.dir_fd, nd.last) else -E.EROFS
-            name = nd.last + ("/" if nd.trailing else "")
+            name = nd.last_name
             try:
                 os.mkdir(name, mode & 0o1777, dir_fd=nd.dir_fd)
             except OSError as exc:
@@ -969,81 +963,66 @@ class Vfs:
                 except OSError:
                     pass
             return 0
-        finally:
-            nd.close()
+
+        return self._with_nd(self.parentat(path), op)
 
     def rmdir(self, path: str) -> int:
         """do_rmdir(): `..` is -ENOTEMPTY, `.` -EINVAL, `/` -EBUSY; else the host's answer."""
-        nd = self.parentat(path)
-        if isinstance(nd, int):
-            return nd
-        try:
+        def op(nd: Nameidata) -> int:
             if nd.last_type != LAST_NORM:
                 return {LAST_DOTDOT: -E.ENOTEMPTY, LAST_DOT: -E.EINVAL}.get(nd.last_type, -E.EBUSY)
             if self.read_only:
                 return -E.EROFS if self._key_at(nd.dir_fd, nd.last) else -E.ENOENT
             key = self._key_at(nd.dir_fd, nd.last)
             try:
-                os.rmdir(nd.last + ("/" if nd.trailing else ""), dir_fd=nd.dir_fd)
+                os.rmdir(nd.last_name, dir_fd=nd.dir_fd)
             except OSError as exc:
                 return _errno(exc)
             self._forget_if_unlinked(key)
             return 0
-        finally:
-            nd.close()
+
+        return self._with_nd(self.parentat(path), op)
 
     def unlink(self, path: str) -> int:
         """do_unlinkat(): no last name is -EISDIR; else the host's answer (a trailing
         slash gives -ENOTDIR or -EISDIR)."""
-        nd = self.parentat(path)
-        if isinstance(nd, int):
-            return nd
-        try:
+        def op(nd: Nameidata) -> int:
             if nd.last_type != LAST_NORM:
                 return -E.EISDIR
             key = self._key_at(nd.dir_fd, nd.last)
             if self.read_only:
                 return -E.EROFS if key else -E.ENOENT
             try:
-                os.unlink(nd.last + ("/" if nd.trailing else ""), dir_fd=nd.dir_fd)
+                os.unlink(nd.last_name, dir_fd=nd.dir_fd)
             except OSError as exc:
                 return _errno(exc)
             self._forget_if_unlinked(key)
             return 0
-        finally:
-            nd.close()
+
+        return self._with_nd(self.parentat(path), op)
 
     def symlink(self, target: str, path: str) -> int:
         """do_symlinkat(): filename_create() then vfs_symlink(); the body is stored as given
         (vmsim resolves it inside the root when it is followed)."""
-        nd = self.parentat(path)
-        if isinstance(nd, int):
-            return nd
-        try:
+        def op(nd: Nameidata) -> int:
             if nd.last_type != LAST_NORM:
                 return -E.EEXIST
             if self.read_only:
                 return -E.EEXIST if self._key_at(nd.dir_fd, nd.last) else -E.EROFS
             try:
                 os.symlink(target.encode("utf-8", "surrogateescape"),
-                           (nd.last + ("/" if nd.trailing else "")).encode("utf-8", "surrogateescape"),
+                           nd.last_name.encode("utf-8", "surrogateescape"),
                            dir_fd=nd.dir_fd)
             except OSError as exc:
                 return _errno(exc)
             return 0
-        finally:
-            nd.close()
+
+        return self._with_nd(self.parentat(path), op)
 
     def link(self, old: str, new: str, follow: bool = False) -> int:
         """do_linkat(): a new name for an existing non-directory."""
-        ond = self.lookup(old, follow)
-        if isinstance(ond, int):
-            return ond
-        try:
-            nnd = self.parentat(new)
-            if isinstance(nnd, int):
-                return nnd
-            try:
+        def op(ond: Nameidata) -> int:
+            def in_new(nnd: Nameidata) -> int:
                 if nnd.last_type != LAST_NORM:
                     return -E.EEXIST
                 if ond.leaf is None:
@@ -1052,15 +1031,15 @@ class Vfs:
                     return -E.EROFS
                 odfd, oname = ond.at()
                 try:
-                    os.link(oname, nnd.last + ("/" if nnd.trailing else ""), src_dir_fd=odfd,
-                            dst_dir_fd=nnd.dir_fd, follow_symlinks=False)
+                    os.link(oname, nnd.last_name, src_dir_fd=odfd, dst_dir_fd=nnd.dir_fd,
+                            follow_symlinks=False)
                 except OSError as exc:
                     return _errno(exc)
                 return 0
-            finally:
-                nnd.close()
-        finally:
-            ond.close()
+
+            return self._with_nd(self.parentat(new), in_new)
+
+        return self._with_nd(self.lookup(old, follow), op)
 
     def rename(self, old: str, new: str, flags: int = 0) -> int:
         """do_renameat2(): flag checks, then the last-component rules (EBUSY, EEXIST under
@@ -1069,33 +1048,25 @@ class Vfs:
             return -E.EINVAL
         if flags & (RENAME_NOREPLACE | RENAME_WHITEOUT) and flags & RENAME_EXCHANGE:
             return -E.EINVAL
-        ond = self.parentat(old)
-        if isinstance(ond, int):
-            return ond
-        try:
-            nnd = self.parentat(new)
-            if isinstance(nnd, int):
-                return nnd
-            try:
+        def op(ond: Nameidata) -> int:
+            def in_new(nnd: Nameidata) -> int:
                 if ond.last_type != LAST_NORM:
                     return -E.EBUSY
                 if nnd.last_type != LAST_NORM:
                     return -E.EEXIST if flags & RENAME_NOREPLACE else -E.EBUSY
                 if self.read_only:
                     return -E.EROFS if self._key_at(ond.dir_fd, ond.last) else -E.ENOENT
-                oname = ond.last + ("/" if ond.trailing else "")
-                nname = nnd.last + ("/" if nnd.trailing else "")
                 victim = self._key_at(nnd.dir_fd, nnd.last)
-                err = _host_renameat2(ond.dir_fd, oname, nnd.dir_fd, nname, flags)
+                err = _host_renameat2(ond.dir_fd, ond.last_name, nnd.dir_fd, nnd.last_name, flags)
                 if err:
                     return err
                 if not flags & RENAME_EXCHANGE:
                     self._forget_if_unlinked(victim)
                 return 0
-            finally:
-                nnd.close()
-        finally:
-            ond.close()
+
+            return self._with_nd(self.parentat(new), in_new)
+
+        return self._with_nd(self.parentat(old), op)
 
 
 _libc: ctypes.CDLL | None = None
