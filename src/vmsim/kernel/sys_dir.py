@@ -12,6 +12,7 @@ import errno as E
 import os
 import stat as S
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from vmsim.fs.vfs import O_PATH, DirFile, VfsBacking
@@ -55,6 +56,40 @@ def _not_in_proc(name: str) -> int:
     if sys_stat.proc_normalise(name) is None:
         return 0
     return -E.EACCES
+
+
+def _change_at(task: Process, dfd: int, ptr: int, change: Callable[[str], int]) -> int:
+    """`change` of the guest path the user string at `ptr` names relative to `dfd`; -errno
+    if it cannot be copied, `_not_in_proc`'s answer for vmsim's /proc."""
+    name = _path_at(task, dfd, ptr)
+    if isinstance(name, int):
+        return name
+    return _not_in_proc(name) or change(name)
+
+
+def _empty_path_at(task: Process, dfd: int, ptr: int, flags: int) -> str | int | None:
+    """`_path_at` for the calls that take AT_EMPTY_PATH in `flags`: None for an empty path
+    then (the call acts on `dfd` itself)."""
+    path = sys_stat.user_path(task, ptr, bool(flags & AT_EMPTY_PATH))
+    if isinstance(path, int):
+        return path
+    if not path:
+        return None
+    return sys_stat.at_path(task, dfd, path)
+
+
+def _two_names(task: Process, olddfd: int, old: int, newdfd: int,
+               new: int) -> tuple[str, str] | int:
+    """Both paths of rename/link, the old copied first; -EXDEV if either is in /proc."""
+    oname = _path_at(task, olddfd, old)
+    if isinstance(oname, int):
+        return oname
+    nname = _path_at(task, newdfd, new)
+    if isinstance(nname, int):
+        return nname
+    if sys_stat.proc_normalise(oname) is not None or sys_stat.proc_normalise(nname) is not None:
+        return -E.EXDEV
+    return oname, nname
 
 
 # ---- getdents64 -------------------------------------------------------------------------------
@@ -170,17 +205,11 @@ def sys_mkdirat(task: Process, dfd: int, path: int, mode: int, *_: int) -> int:
 
 
 def do_rmdir(task: Process, dfd: int, path: int) -> int:
-    name = _path_at(task, dfd, path)
-    if isinstance(name, int):
-        return name
-    return _not_in_proc(name) or task.machine.vfs.rmdir(name)
+    return _change_at(task, dfd, path, task.machine.vfs.rmdir)
 
 
 def do_unlinkat(task: Process, dfd: int, path: int) -> int:
-    name = _path_at(task, dfd, path)
-    if isinstance(name, int):
-        return name
-    return _not_in_proc(name) or task.machine.vfs.unlink(name)
+    return _change_at(task, dfd, path, task.machine.vfs.unlink)
 
 
 @syscall(84, "rmdir")
@@ -205,15 +234,10 @@ def sys_unlinkat(task: Process, dfd: int, path: int, flags: int, *_: int) -> int
 
 def do_renameat2(task: Process, olddfd: int, old: int, newdfd: int, new: int, flags: int) -> int:
     """do_renameat2(): both names are copied first, then vfs.rename checks the flags."""
-    oname = _path_at(task, olddfd, old)
-    if isinstance(oname, int):
-        return oname
-    nname = _path_at(task, newdfd, new)
-    if isinstance(nname, int):
-        return nname
-    if sys_stat.proc_normalise(oname) is not None or sys_stat.proc_normalise(nname) is not None:
-        return -E.EXDEV
-    return task.machine.vfs.rename(oname, nname, flags)
+    names = _two_names(task, olddfd, old, newdfd, new)
+    if isinstance(names, int):
+        return names
+    return task.machine.vfs.rename(*names, flags)
 
 
 @syscall(82, "rename")
@@ -236,10 +260,7 @@ def do_symlinkat(task: Process, target_ptr: int, newdfd: int, path: int) -> int:
     target = sys_stat.user_path(task, target_ptr)
     if isinstance(target, int):
         return target
-    name = _path_at(task, newdfd, path)
-    if isinstance(name, int):
-        return name
-    return _not_in_proc(name) or task.machine.vfs.symlink(target, name)
+    return _change_at(task, newdfd, path, lambda name: task.machine.vfs.symlink(target, name))
 
 
 @syscall(88, "symlink")
@@ -256,15 +277,10 @@ def do_linkat(task: Process, olddfd: int, old: int, newdfd: int, new: int, flags
     """do_linkat(): AT_SYMLINK_FOLLOW follows a final symlink of the old name."""
     if flags & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH):
         return -E.EINVAL
-    oname = _path_at(task, olddfd, old)
-    if isinstance(oname, int):
-        return oname
-    nname = _path_at(task, newdfd, new)
-    if isinstance(nname, int):
-        return nname
-    if sys_stat.proc_normalise(oname) is not None or sys_stat.proc_normalise(nname) is not None:
-        return -E.EXDEV
-    return task.machine.vfs.link(oname, nname, bool(flags & AT_SYMLINK_FOLLOW))
+    names = _two_names(task, olddfd, old, newdfd, new)
+    if isinstance(names, int):
+        return names
+    return task.machine.vfs.link(*names, bool(flags & AT_SYMLINK_FOLLOW))
 
 
 @syscall(86, "link")
@@ -283,12 +299,9 @@ def do_fchmodat(task: Process, dfd: int, path: int, mode: int, flags: int = 0) -
     """do_fchmodat(): AT_SYMLINK_NOFOLLOW (fchmodat2 only) refuses symlinks."""
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         return -E.EINVAL
-    ptr = sys_stat.user_path(task, path, bool(flags & AT_EMPTY_PATH))
-    if isinstance(ptr, int):
-        return ptr
-    if not ptr:
+    name = _empty_path_at(task, dfd, path, flags)
+    if name is None:
         return sys_fchmod(task, dfd, mode)
-    name = sys_stat.at_path(task, dfd, ptr)
     if isinstance(name, int):
         return name
     return _not_in_proc(name) or task.machine.vfs.chmod(name, mode & 0o7777,
@@ -328,10 +341,8 @@ def sys_truncate(task: Process, path: int, length: int, *_: int) -> int:
     """do_sys_truncate(): a negative length first, then the lookup."""
     if s64(length) < 0:
         return -E.EINVAL
-    name = _path_at(task, AT_FDCWD, path)
-    if isinstance(name, int):
-        return name
-    return _not_in_proc(name) or task.machine.vfs.truncate(name, s64(length))
+    return _change_at(task, AT_FDCWD, path,
+                      lambda name: task.machine.vfs.truncate(name, s64(length)))
 
 
 @syscall(77, "ftruncate")
@@ -403,12 +414,9 @@ def do_fchownat(task: Process, dfd: int, path: int, uid: int, gid: int, flags: i
     """do_fchownat(): AT_SYMLINK_NOFOLLOW changes a symlink itself; the host decides EPERM."""
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         return -E.EINVAL
-    ptr = sys_stat.user_path(task, path, bool(flags & AT_EMPTY_PATH))
-    if isinstance(ptr, int):
-        return ptr
-    if not ptr:
+    name = _empty_path_at(task, dfd, path, flags)
+    if name is None:
         return sys_fchown(task, dfd, uid, gid)
-    name = sys_stat.at_path(task, dfd, ptr)
     if isinstance(name, int):
         return name
     if sys_stat.proc_normalise(name) is not None:

@@ -93,6 +93,17 @@ def _unread(f: object, rest: bytes) -> None:
         f.f_pos -= len(rest)  # type: ignore[attr-defined]
 
 
+def _read_done(f: object, data: bytes, done: int) -> int:
+    """The result of a read that copied `done` bytes of `data` to the user: a pipe or the
+    console consumes nothing on a short copy (pipe_read(): a pipe buffer is consumed only
+    once wholly copied; vmsim treats the bytes of one read as one buffer), the uncopied rest
+    is put back (`_unread`); the count, or -EFAULT if nothing was copied."""
+    if done < len(data) and isinstance(f, (PipeEnd, Console)):
+        done = 0
+    _unread(f, data[done:])
+    return done if done or not data else -E.EFAULT
+
+
 @syscall(0, "read")
 def sys_read(task: Process, fd: int, buf: int, count: int, *_: int) -> int | None:
     """ksys_read() -> vfs_read(): -EBADF, then access_ok() on the whole buffer (-EFAULT even
@@ -109,11 +120,7 @@ def sys_read(task: Process, fd: int, buf: int, count: int, *_: int) -> int | Non
     data = fd_read(task, f, min(count, MAX_RW_COUNT))
     if data is None or isinstance(data, int):
         return data
-    done = copy_to_user_partial(task, buf, data)
-    if done < len(data) and isinstance(f, (PipeEnd, Console)):
-        done = 0  # pipe_read(): a pipe buffer is consumed only once wholly copied
-    _unread(f, data[done:])
-    return done if done or not data else -E.EFAULT
+    return _read_done(f, data, copy_to_user_partial(task, buf, data))
 
 
 @syscall(1, "write")
@@ -169,10 +176,7 @@ def sys_readv(task: Process, fd: int, iov: int, iovcnt: int, *_: int) -> int | N
         done += got
         if got < len(piece):
             break
-    if done < len(data) and isinstance(f, (PipeEnd, Console)):
-        done = 0  # pipe_read(): a pipe buffer is consumed only once wholly copied
-    _unread(f, data[done:])
-    return done if done or not data else -E.EFAULT
+    return _read_done(f, data, done)
 
 
 @syscall(20, "writev")
