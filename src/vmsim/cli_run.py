@@ -84,8 +84,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         epilog="bundled samples: " + (", ".join(samples()) or "none"),
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("--arch", choices=("x86_64",), default="x86_64",
-                     help="architecture of the machine (x86_64 only for now)")
+    run.add_argument("--arch", choices=("x86_64", "i386", "i386-pae"), default="x86_64",
+                     help="architecture of the machine: x86_64, or i386 / i386-pae (static "
+                          "i386 programs through int $0x80, on 2-level or PAE page tables)")
     run.add_argument("--memory", default="256M", help="guest RAM (default 256M)")
     run.add_argument("--root", metavar="DIR", default=None,
                      help="host directory the guest sees as / (default: a private temporary "
@@ -343,11 +344,12 @@ def prepare(program: str, root: str | None, workdir: Path) -> tuple[Path, str, P
     return rootdir, guest, host
 
 
-def exec_error(program: str, err: int, host: Path | None) -> UsageError:
+def exec_error(program: str, err: int, host: Path | None, arch: str = "x86_64") -> UsageError:
     """The shell's message and status for a program that could not be started."""
     text = os.strerror(err)
     if err == E.ENOEXEC:
-        text = "Exec format error (not an x86-64 ELF program vmsim can run)"
+        kind = "x86-64" if arch == "x86_64" else "i386"
+        text = f"Exec format error (not an {kind} ELF program vmsim can run)"
     if err == E.ENOENT and host is not None and host.exists():
         interp = _interp_of(host)
         if interp:
@@ -378,6 +380,8 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     except (MemoryError, OSError) as exc:
         raise UsageError(f"--memory {args.memory}: cannot allocate the guest's RAM "
                          f"({getattr(exc, 'strerror', None) or exc})", 2) from exc
+    if args.engine == "soft" and args.arch != "x86_64":
+        raise UsageError(f"--engine soft runs x86_64 programs only (not --arch {args.arch})", 2)
     if args.engine == "soft":
         try:
             machine.get_cpu()
@@ -400,7 +404,7 @@ def _run(args: argparse.Namespace, work: Path) -> int:
         if close is not None:
             close()
     if result.errno:
-        raise exec_error(args.program, result.errno, host)
+        raise exec_error(args.program, result.errno, host, args.arch)
     for line in result.kernel_log:
         if line.startswith("vmsim:"):  # the machine's own notes, not the guest kernel's
             if not (result.timed_out and "budget exhausted" in line):

@@ -179,7 +179,11 @@ class Machine:
     def get_cpu(self) -> CpuEngine:
         """The CPU engine, created on first use."""
         if self.cpu is None:
-            if self.engine == "unicorn":
+            if self.engine == "unicorn" and self.mode.name in ("i386", "i386-pae"):
+                from vmsim.cpu.unicorn_cpu32 import UnicornCpu32
+
+                self.cpu = UnicornCpu32(self)
+            elif self.engine == "unicorn":
                 from vmsim.cpu.unicorn_cpu import UnicornCpu
 
                 self.cpu = UnicornCpu(self)

@@ -148,8 +148,8 @@ class Regs:
                 return cpu.pending[name]
             if name == "rip" and cpu.syscall_next is not None:
                 return cpu.syscall_next
-            return cpu.uc.reg_read(REG_IDS[name])
-        return cpu.context(self.task).reg_read(REG_IDS[name])
+            return cpu.uc.reg_read(cpu.reg_ids[name])
+        return cpu.context(self.task).reg_read(cpu.reg_ids[name])
 
     def set(self, name: str, value: int) -> None:
         cpu = self.cpu
@@ -157,7 +157,7 @@ class Regs:
             cpu.pending[name] = value & U64
             cpu.uc.emu_stop()
         else:
-            cpu.context(self.task).reg_write(REG_IDS[name], value & U64)
+            cpu.context(self.task).reg_write(cpu.reg_ids[name], value & U64)
 
 
 class UnicornEngine:
@@ -170,6 +170,11 @@ class UnicornEngine:
 
     name = "unicorn-base"
     tlb_mode = UC_TLB_CPU
+    #: Register names the kernel uses (PtRegs) -> Unicorn ids, and the ones the engine needs.
+    reg_ids: dict[str, int] = REG_IDS
+    _rip, _rsp, _rax = RIP, RSP, RAX
+    #: The `until` address of emu_start: one no user code can reach.
+    never = NEVER
 
     def __init__(self, machine: Machine) -> None:
         phys = machine.kmem.phys
@@ -221,7 +226,7 @@ class UnicornEngine:
     def _emulate(self, task: Process, max_insns: int, timeout_us: int) -> None:
         """Run from the current rip until something stops the CPU; UcError propagates."""
         uc = self.uc
-        uc.emu_start(uc.reg_read(RIP), NEVER, timeout_us, max_insns)
+        uc.emu_start(uc.reg_read(self._rip), self.never, timeout_us, max_insns)
 
     # ---- contexts ---------------------------------------------------------------------
     def context(self, task: Process) -> UcContext:
@@ -241,26 +246,26 @@ class UnicornEngine:
             self.uc.emu_stop()
             return
         ctx = self._contexts[task.pid] = clone_context(self.template)
-        ctx.reg_write(RIP, ip)
-        ctx.reg_write(RSP, sp)
+        ctx.reg_write(self._rip, ip)
+        ctx.reg_write(self._rsp, sp)
 
     def copy_thread(self, parent: Process, child: Process) -> None:
         if self.on_cpu is parent:
             ctx = self.uc.context_save()
             if self.syscall_next is not None:
-                ctx.reg_write(RIP, self.syscall_next)
+                ctx.reg_write(self._rip, self.syscall_next)
             for name, value in self.pending.items():
-                ctx.reg_write(REG_IDS[name], value)
+                ctx.reg_write(self.reg_ids[name], value)
         else:
             ctx = clone_context(self.context(parent))
-        ctx.reg_write(RAX, 0)
+        ctx.reg_write(self._rax, 0)
         self._contexts[child.pid] = ctx
 
     def save_fpu(self, task: Process) -> object:
         if self.on_cpu is task:
             ctx = self.uc.context_save()
             if self.syscall_next is not None:
-                ctx.reg_write(RIP, self.syscall_next)
+                ctx.reg_write(self._rip, self.syscall_next)
             return pickle.dumps(ctx.__getstate__())
         return pickle.dumps(self.context(task).__getstate__())
 
@@ -270,11 +275,11 @@ class UnicornEngine:
             self._restore = state
             self.uc.emu_stop()
             return
-        keep = {name: self.context(task).reg_read(reg) for name, reg in REG_IDS.items()}
+        keep = {name: self.context(task).reg_read(reg) for name, reg in self.reg_ids.items()}
         ctx = UcContext.__new__(UcContext)
         ctx.__setstate__(pickle.loads(state))
         for name, value in keep.items():
-            ctx.reg_write(REG_IDS[name], value)
+            ctx.reg_write(self.reg_ids[name], value)
         self._contexts[task.pid] = ctx
 
     def flush_tlb(self) -> None:
@@ -311,15 +316,15 @@ class UnicornEngine:
             counter.set_limit(machine.max_instructions or None)
         started = time.perf_counter_ns()
         try:
-            if uc.reg_read(RIP) == NEVER:
+            if uc.reg_read(self._rip) == self.never:
                 # emu_start would stop at once without fetching (it is its `until` address),
                 # and the task would be run again forever; a CPU raises #GP there.
-                do_trap(task, VEC_GP, 0, NEVER, "")
+                do_trap(task, VEC_GP, 0, self.never, "")
             else:
                 self._emulate(task, max_insns, timeout_us)
         except UcError as exc:  # the emulator itself gave up: the task gets SIGILL
             self.stop_reason = f"emulator: {exc}"
-            do_trap(task, VEC_UD, 0, uc.reg_read(RIP), str(exc))
+            do_trap(task, VEC_UD, 0, uc.reg_read(self._rip), str(exc))
         finally:
             self.on_cpu = None
             task.host_ns += time.perf_counter_ns() - started
@@ -342,17 +347,17 @@ class UnicornEngine:
         ctx = self.context(task)
         if self._fresh is not None:
             ctx = self._contexts[task.pid] = clone_context(self.template)
-            ctx.reg_write(RIP, self._fresh[0])
-            ctx.reg_write(RSP, self._fresh[1])
+            ctx.reg_write(self._rip, self._fresh[0])
+            ctx.reg_write(self._rsp, self._fresh[1])
         else:
             self.uc.context_update(ctx)
             if self._restore is not None:
-                keep = {name: ctx.reg_read(reg) for name, reg in REG_IDS.items()}
+                keep = {name: ctx.reg_read(reg) for name, reg in self.reg_ids.items()}
                 ctx.__setstate__(pickle.loads(self._restore))
                 for name, value in keep.items():
-                    ctx.reg_write(REG_IDS[name], value)
+                    ctx.reg_write(self.reg_ids[name], value)
         for name, value in self.pending.items():
-            ctx.reg_write(REG_IDS[name], value)
+            ctx.reg_write(self.reg_ids[name], value)
         self.pending.clear()
 
     def _on_intr(self, uc: Uc, intno: int, _data: object) -> None:
@@ -363,7 +368,7 @@ class UnicornEngine:
         error_code = self._scratch_err.value & 0xFFFF
         self._scratch_old.value = -1  # the exception is "delivered"
         uc.context_restore(scratch)
-        ip = self.fast.read(RIP)
+        ip = self.fast.read(self._rip)
         if intno == VEC_PF:
             self._page_fault(uc, task, error_code, ip)
             return

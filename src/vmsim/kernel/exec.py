@@ -35,7 +35,13 @@ PT_LOAD, PT_INTERP, PT_PHDR, PT_GNU_STACK = 1, 3, 6, 0x6474E551
 PF_X, PF_W, PF_R = 1, 2, 4
 ET_EXEC, ET_DYN = 2, 3
 EM_X86_64 = 62
+EM_386 = 3
+ELFCLASS32 = 1
 EHDR_SIZE, PHDR_SIZE = 64, 56  # sizeof(Elf64_Ehdr), sizeof(Elf64_Phdr)
+EHDR32_SIZE, PHDR32_SIZE = 52, 32  # sizeof(Elf32_Ehdr), sizeof(Elf32_Phdr)
+#: i386 (arch/x86/include/asm/elf.h, CONFIG_X86_32): ELF_ET_DYN_BASE, the platform string.
+ELF_ET_DYN_BASE_32 = 0x0040_0000
+PLATFORM_32 = b"i686"
 BINPRM_BUF_SIZE = 256
 MAX_ARG_STRLEN = 32 * 4096
 MAX_ARG_STRINGS = 0x7FFF_FFFF
@@ -84,26 +90,46 @@ def _phdr(raw: bytes, offset: int) -> Phdr:
     return Phdr(p_type, p_flags, p_offset, p_vaddr, p_filesz, p_memsz, p_align)
 
 
+def _phdr32(raw: bytes, offset: int) -> Phdr:
+    p_type, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, p_flags, p_align = struct.unpack_from(
+        "<8I", raw, offset)
+    return Phdr(p_type, p_flags, p_offset, p_vaddr, p_filesz, p_memsz, p_align)
+
+
+def is_32bit(task: Process) -> bool:
+    """Whether the machine is an i386 one (4-byte words: ELFCLASS32 programs, the i386 ABI)."""
+    return task.machine.layout.word == 4
+
+
 def read_elf(task: Process, file: File) -> ElfImage | int:
     """The checks of load_elf_binary() and load_elf_phdrs(): the ELF magic, ET_EXEC or
     ET_DYN, elf_check_arch() (EM_X86_64), program headers of the native size filling at
     most one page; -ENOEXEC otherwise. The header is read as Elf64 whatever its e_ident
     class and byte-order bytes say: Linux does not look at them either."""
     kmem = task.machine.kmem
-    head = file_read(kmem, file.inode, 0, EHDR_SIZE)
-    if len(head) < EHDR_SIZE or head[:4] != b"\x7fELF":
+    elf32 = is_32bit(task)
+    ehdr_size, phdr_size = (EHDR32_SIZE, PHDR32_SIZE) if elf32 else (EHDR_SIZE, PHDR_SIZE)
+    head = file_read(kmem, file.inode, 0, ehdr_size)
+    if len(head) < ehdr_size or head[:4] != b"\x7fELF":
         return -E.ENOEXEC
-    (e_type, e_machine, _version, e_entry, e_phoff, _shoff, _flags, _ehsize, e_phentsize,
-     e_phnum) = struct.unpack_from("<HHIQQQIHHH", head, 16)
-    if e_type not in (ET_EXEC, ET_DYN) or e_machine != EM_X86_64:
-        return -E.ENOEXEC
-    size = e_phnum * PHDR_SIZE
-    if e_phentsize != PHDR_SIZE or size == 0 or size > 4096:
+    if elf32:  # an i386 kernel: elf_check_arch() is EM_386 and ELFCLASS32 (Elf32 headers)
+        (e_type, e_machine, _version, e_entry, e_phoff, _shoff, _flags, _ehsize, e_phentsize,
+         e_phnum) = struct.unpack_from("<HHIIIIIHHH", head, 16)
+        if head[4] != ELFCLASS32 or e_machine != EM_386 or e_type not in (ET_EXEC, ET_DYN):
+            return -E.ENOEXEC
+    else:
+        (e_type, e_machine, _version, e_entry, e_phoff, _shoff, _flags, _ehsize, e_phentsize,
+         e_phnum) = struct.unpack_from("<HHIQQQIHHH", head, 16)
+        if e_type not in (ET_EXEC, ET_DYN) or e_machine != EM_X86_64:
+            return -E.ENOEXEC
+    size = e_phnum * phdr_size
+    if e_phentsize != phdr_size or size == 0 or size > 4096:
         return -E.ENOEXEC
     raw = file_read(kmem, file.inode, e_phoff, size)
     if len(raw) != size:  # load_elf_phdrs() fails, and load_elf_binary() says -ENOEXEC
         return -E.ENOEXEC
-    phdrs = [_phdr(raw, i * PHDR_SIZE) for i in range(e_phnum)]
+    parse = _phdr32 if elf32 else _phdr
+    phdrs = [parse(raw, i * phdr_size) for i in range(e_phnum)]
     interp = None
     exec_stack = False
     for phdr in phdrs:
@@ -302,7 +328,11 @@ def _load(task: Process, filename: str, img: ElfImage, interp: ElfImage | None,
     if img.e_type == ET_EXEC:
         load_bias, fixed = 0, True
     elif interp is not None:
-        load_bias = (ELF_ET_DYN_BASE + _rnd_pages(task, (1 << MMAP_RND_BITS) - 1)) & ~0xFFF
+        if is_32bit(task):
+            load_bias = (ELF_ET_DYN_BASE_32 + _rnd_pages(
+                task, (1 << task.machine.layout.mmap_rnd_bits) - 1)) & ~0xFFF
+        else:
+            load_bias = (ELF_ET_DYN_BASE + _rnd_pages(task, (1 << MMAP_RND_BITS) - 1)) & ~0xFFF
         load_bias -= min(p.p_vaddr for p in img.phdrs if p.p_type == PT_LOAD) & ~0xFFF
         fixed = True
     else:
@@ -329,7 +359,7 @@ def _load(task: Process, filename: str, img: ElfImage, interp: ElfImage | None,
     brk = (elf_brk + 0xFFF) & ~0xFFF
     if aslr:
         if img.e_type == ET_DYN and interp is None:
-            brk = ELF_ET_DYN_BASE
+            brk = ELF_ET_DYN_BASE_32 if is_32bit(task) else ELF_ET_DYN_BASE
         else:
             brk += 0x1000  # leave a gap between .bss and brk
         brk += _rnd_pages(task, (0x0200_0000 >> 12) - 1)  # arch_randomize_brk(): 32 MiB
@@ -345,7 +375,14 @@ def setup_stack(task: Process, filename: str, img: ElfImage, load_bias: int, int
                 entry: int, argv: list[bytes], envp: list[bytes]) -> int:
     """setup_arg_pages() + create_elf_tables(): the initial stack; returns the new rsp."""
     mm = task.mm
-    top = STACK_TOP - _rnd_pages(task, STACK_RND_MASK)
+    elf32 = is_32bit(task)
+    layout = task.machine.layout
+    if elf32:  # i386: STACK_TOP is TASK_SIZE, 4-byte words, "i686", 32-byte Elf32_Phdr
+        top = layout.stack_top - _rnd_pages(task, layout.stack_rnd_mask)
+        word, platform, phent = 4, PLATFORM_32, PHDR32_SIZE
+    else:
+        top = STACK_TOP - _rnd_pages(task, STACK_RND_MASK)
+        word, platform, phent = 8, PLATFORM, PHDR_SIZE
     execfn = filename.encode("utf-8", "surrogateescape") + b"\0"
     strings = b"".join(s + b"\0" for s in argv) + b"".join(s + b"\0" for s in envp) + execfn
     p = top - 8 - len(strings)
@@ -384,15 +421,15 @@ def setup_stack(task: Process, filename: str, img: ElfImage, load_bias: int, int
     if task.machine.aslr:
         sp -= task.machine.rng.randrange(8192)
     sp &= ~0xF
-    sp -= len(PLATFORM) + 1
+    sp -= len(platform) + 1
     u_platform = sp
     sp -= 16
     u_random = sp
     rand = bytes(task.machine.rng.getrandbits(8) for _ in range(16))
-    if not copy_to_user(task, u_platform, PLATFORM + b"\0") or not copy_to_user(task, u_random, rand):
+    if not copy_to_user(task, u_platform, platform + b"\0") or not copy_to_user(task, u_random, rand):
         return -E.EFAULT
     auxv = [(AT_MINSIGSTKSZ, 2048), (AT_HWCAP, HWCAP), (AT_PAGESZ, 4096), (AT_CLKTCK, 100),
-            (AT_PHDR, _phdr_addr(img, load_bias)), (AT_PHENT, 56), (AT_PHNUM, img.e_phnum),
+            (AT_PHDR, _phdr_addr(img, load_bias)), (AT_PHENT, phent), (AT_PHNUM, img.e_phnum),
             (AT_BASE, interp_base), (AT_FLAGS, 0), (AT_ENTRY, entry),
             (AT_UID, task.cred_uid), (AT_EUID, task.cred_uid), (AT_GID, task.cred_gid),
             (AT_EGID, task.cred_gid), (AT_SECURE, 0), (AT_RANDOM, u_random), (AT_HWCAP2, 0),
@@ -402,7 +439,7 @@ def setup_stack(task: Process, filename: str, img: ElfImage, load_bias: int, int
         words += [key, value]
     ei = 2 * len(auxv)
     items = len(argv) + 1 + len(envp) + 1 + 1
-    sp = (sp - 8 * ei - 8 * items) & ~0xF
-    if not copy_to_user(task, sp, struct.pack(f"<{len(words)}Q", *words)):
+    sp = (sp - word * ei - word * items) & ~0xF
+    if not copy_to_user(task, sp, struct.pack(f"<{len(words)}{'I' if elf32 else 'Q'}", *words)):
         return -E.EFAULT
     return sp
