@@ -63,10 +63,8 @@ REG_IDS32: dict[str, int] = {
     "rax": x.UC_X86_REG_EAX, "rbx": x.UC_X86_REG_EBX, "rcx": x.UC_X86_REG_ECX,
     "rdx": x.UC_X86_REG_EDX, "rsi": x.UC_X86_REG_ESI, "rdi": x.UC_X86_REG_EDI,
     "rbp": x.UC_X86_REG_EBP, "rsp": x.UC_X86_REG_ESP, "rip": x.UC_X86_REG_EIP,
-    "rflags": x.UC_X86_REG_EFLAGS, "cs": x.UC_X86_REG_CS, "ss": x.UC_X86_REG_SS,
-    "ds": x.UC_X86_REG_DS, "es": x.UC_X86_REG_ES, "fs": x.UC_X86_REG_FS,
-    "gs": x.UC_X86_REG_GS,
-}
+    "rflags": x.UC_X86_REG_EFLAGS,
+}  # segment registers are not here: a write would load a descriptor through the GDT
 _INT80_REGS = (x.UC_X86_REG_EAX, x.UC_X86_REG_EBX, x.UC_X86_REG_ECX, x.UC_X86_REG_EDX,
                x.UC_X86_REG_ESI, x.UC_X86_REG_EDI, x.UC_X86_REG_EBP, x.UC_X86_REG_EIP)
 

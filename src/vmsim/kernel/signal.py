@@ -331,6 +331,9 @@ def _do_signal(task: Process) -> None:
 #: select, pselect6, ppoll, epoll_wait, epoll_pwait, nanosleep, clock_nanosleep, wait for
 #: a timer: the sleeping calls).
 RESTART_NOHAND = frozenset({7, 23, 34, 35, 128, 130, 230, 232, 270, 271, 281})
+#: The same calls by their i386 numbers (poll, select, pause, nanosleep, rt_sigsuspend,
+#: rt_sigtimedwait, clock_nanosleep, epoll_wait, pselect6, ppoll, epoll_pwait).
+RESTART_NOHAND_32 = frozenset({168, 142, 29, 162, 179, 177, 267, 256, 308, 309, 319})
 
 
 def restart_interrupted_syscall(task: Process, act: SigAction) -> None:
@@ -352,7 +355,8 @@ def restart_interrupted_syscall(task: Process, act: SigAction) -> None:
         regs.set("rip", regs.get("rip") + 2)
         regs.set("rax", partial[1])
         return
-    if act.flags & SA_RESTART and regs.get("rax") not in RESTART_NOHAND:
+    nohand = RESTART_NOHAND_32 if task.machine.layout.word == 4 else RESTART_NOHAND
+    if act.flags & SA_RESTART and regs.get("rax") not in nohand:
         return
     regs.set("rip", regs.get("rip") + 2)
     regs.set("rax", -4)  # EINTR
@@ -402,6 +406,10 @@ def _altstack_for(task: Process, act: SigAction, sp: int) -> int:
 def setup_rt_frame(task: Process, signo: int, info: SigInfo, act: SigAction) -> bool:
     """x64_setup_rt_frame(): the frame below the red zone, 16-byte aligned minus 8 (as after a
     call); False if it cannot be written (the task then dies of SIGSEGV)."""
+    if task.machine.layout.word == 4:  # an i386 task: ia32_setup_rt_frame()
+        from vmsim.kernel.signal_i386 import ia32_setup_rt_frame
+
+        return ia32_setup_rt_frame(task, signo, info, act)
     regs = task.regs
     sp = regs.get("rsp")
     sp = _altstack_for(task, act, sp - 128)

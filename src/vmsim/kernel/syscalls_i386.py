@@ -62,7 +62,7 @@ SAME_ABI: dict[int, str] = {
 KNOWN_NAMES_32: dict[int, str] = {
     7: "waitpid", 43: "times", 75: "setrlimit", 76: "getrlimit", 77: "getrusage",
     90: "mmap", 116: "sysinfo", 119: "sigreturn", 120: "clone", 162: "nanosleep",
-    173: "rt_sigreturn", 186: "sigaltstack", 240: "futex", 244: "get_thread_area",
+    186: "sigaltstack", 240: "futex", 244: "get_thread_area",
     267: "clock_nanosleep", 311: "set_robust_list", 384: "arch_prctl", 386: "rseq",
     407: "clock_nanosleep_time64", 422: "futex_time64", 435: "clone3",
 }
@@ -517,8 +517,7 @@ def sys_time32(task: Process, tloc: int, *_: int) -> int:
 def sys_rt_sigaction32(task: Process, sig: int, act: int, oact: int, sigsetsize: int,
                        *_: int) -> int:
     """rt_sigaction with struct compat_sigaction: handler, flags, restorer (4 bytes each),
-    then the 8-byte mask. (Handlers are recorded; vmsim has no i386 signal frame yet, so a
-    caught signal is delivered as the x86-64 frame would be.)"""
+    then the 8-byte mask. A caught signal gets the i386 frame (`signal_i386`)."""
     from vmsim.kernel.signal import NSIG, SIG_DFL, SIG_IGN, SIGKILL, SIGSTOP, SigAction
     from vmsim.kernel.sys_signal import UNBLOCKABLE
 
@@ -545,3 +544,11 @@ def sys_rt_sigaction32(task: Process, sig: int, act: int, oact: int, sigsetsize:
         if new.handler == SIG_IGN or (new.handler == SIG_DFL and signo in (17, 18, 23, 28)):
             task.signal.discard(signo)
     return 0
+
+
+@syscall32(173, "rt_sigreturn")
+def sys_rt_sigreturn32(task: Process, *_: int) -> int:
+    """rt_sigreturn from an i386 handler (signal_i386.ia32_sys_rt_sigreturn)."""
+    from vmsim.kernel.signal_i386 import ia32_sys_rt_sigreturn
+
+    return ia32_sys_rt_sigreturn(task)
