@@ -187,6 +187,8 @@ class Machine:
                 from vmsim.cpu.unicorn_cpu import UnicornCpu
 
                 self.cpu = UnicornCpu(self)
+            elif self.engine == "soft" and self.layout.word == 4:
+                raise ValueError("the soft-MMU engine runs x86_64 programs only")
             elif self.engine == "soft":
                 from vmsim.cpu.soft_cpu import SoftMmuCpu
 

@@ -148,3 +148,54 @@ def test_cli_run_arch_i386(binaries: dict[str, Path], capsys: pytest.CaptureFixt
     assert capsys.readouterr().out == "hello, world\n"
     assert cli_main(["run", "--arch", "i386-pae", str(binaries["hello"])]) == 0
     assert capsys.readouterr().out == "hello, world\n"
+
+
+MISC = r"""
+#include <stdio.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+#include <string.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/sysinfo.h>
+#include <sys/wait.h>
+static volatile int got;
+static volatile char *where;
+static void h(int s) { char c; got = s; where = &c; }
+int main(void) {
+    struct timespec ts = {0, 1000000};
+    int a = nanosleep(&ts, 0);
+    int b = clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, 0);
+    stack_t ss; ss.ss_sp = malloc(65536); ss.ss_size = 65536; ss.ss_flags = 0;
+    int c = sigaltstack(&ss, 0);
+    struct sigaction sa; memset(&sa, 0, sizeof sa); sa.sa_handler = h; sa.sa_flags = SA_ONSTACK;
+    sigaction(SIGUSR1, &sa, 0);
+    kill(getpid(), SIGUSR1);
+    int onalt = where >= (char *)ss.ss_sp && where < (char *)ss.ss_sp + 65536;
+    struct rusage ru; int d = getrusage(RUSAGE_SELF, &ru);
+    struct sysinfo si; int e = sysinfo(&si);
+    struct rlimit rl; int g = getrlimit(RLIMIT_STACK, &rl);
+    pid_t p = fork();
+    if (p == 0) _exit(5);
+    int st; waitpid(p, &st, 0);
+    printf("%d %d %d got=%d onalt=%d %d %d %d cur=%lu st=%d\n", a, b, c, got, onalt, d, e, g,
+           (unsigned long)rl.rlim_cur, WEXITSTATUS(st));
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_sleeps_altstack_plain_handler_rusage(tmp_path: Path, arch: str) -> None:
+    """nanosleep / clock_nanosleep (32-bit timespecs), a handler without SA_SIGINFO on the
+    alternate stack (the non-RT frame and sigreturn), getrusage, sysinfo, fork + waitpid."""
+    prog = build(MISC, "i386-misc", flags=("-m32",))
+    native = run_native(prog)
+    _populate(tmp_path / "root", {"misc": prog})
+    m = Machine(arch=arch, memory="64M", root=tmp_path / "root")
+    vm = m.run("/misc", ["/misc"])
+    assert (vm.stdout, vm.exit_code) == (native.stdout, 0), vm.kernel_log
+    assert vm.stdout.startswith(b"0 0 0 got=10 onalt=1 0 0 0 ")
+    assert not m.unimplemented.keys() - {"rseq"}
+    m.check()

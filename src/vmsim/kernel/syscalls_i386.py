@@ -61,10 +61,9 @@ SAME_ABI: dict[int, str] = {
 #: Names of i386 calls vmsim does not implement (for the trace and the statistics).
 KNOWN_NAMES_32: dict[int, str] = {
     7: "waitpid", 43: "times", 75: "setrlimit", 76: "getrlimit", 77: "getrusage",
-    90: "mmap", 116: "sysinfo", 119: "sigreturn", 120: "clone", 162: "nanosleep",
-    186: "sigaltstack", 240: "futex", 244: "get_thread_area",
-    267: "clock_nanosleep", 311: "set_robust_list", 384: "arch_prctl", 386: "rseq",
-    407: "clock_nanosleep_time64", 422: "futex_time64", 435: "clone3",
+    90: "mmap", 120: "clone", 240: "futex", 244: "get_thread_area",
+    311: "set_robust_list", 384: "arch_prctl", 386: "rseq", 422: "futex_time64",
+    435: "clone3",
 }
 
 #: i386 number -> (name, handler) for the calls laid out here.
@@ -552,3 +551,99 @@ def sys_rt_sigreturn32(task: Process, *_: int) -> int:
     from vmsim.kernel.signal_i386 import ia32_sys_rt_sigreturn
 
     return ia32_sys_rt_sigreturn(task)
+
+
+@syscall32(119, "sigreturn")
+def sys_sigreturn32(task: Process, *_: int) -> int:
+    """sigreturn from a handler installed without SA_SIGINFO (the non-RT i386 frame)."""
+    from vmsim.kernel.signal_i386 import ia32_sys_sigreturn
+
+    return ia32_sys_sigreturn(task)
+
+
+@syscall32(186, "sigaltstack")
+def sys_sigaltstack32(task: Process, uss: int, uoss: int, *_: int) -> int:
+    """sigaltstack with a compat stack_t (ss_sp, ss_flags, ss_size: 4 bytes each)."""
+    from vmsim.kernel.signal import SS_FLAG_BITS, _s32, do_sigaltstack, sas_ss_flags
+
+    sp = task.regs.get("rsp")
+    ss_sp, ss_flags, ss_size = task.signal.altstack
+    old = struct.pack("<IiI", ss_sp & 0xFFFF_FFFF,
+                      _s32(sas_ss_flags(task, sp) | (ss_flags & SS_FLAG_BITS)),
+                      ss_size & 0xFFFF_FFFF)
+    if uss:
+        raw = copy_from_user(task, uss, 12)
+        if raw is None:
+            return -E.EFAULT
+        new_sp, new_flags, new_size = struct.unpack("<IiI", raw)
+        err = do_sigaltstack(task, (new_sp, new_flags & 0xFFFF_FFFF, new_size), sp)
+        if err:
+            return err
+    if uoss and not copy_to_user(task, uoss, old):
+        return -E.EFAULT
+    return 0
+
+
+def _sleep32(task: Process, req: int, clk: int = 1, flags: int = 0) -> int | None:
+    """A sleep whose request is a struct old_timespec32."""
+    from vmsim.kernel.sys_time import _clock
+
+    raw = copy_from_user(task, req, 8)
+    if raw is None:
+        return -E.EFAULT
+    sec, nsec = struct.unpack("<ii", raw)
+    if sec < 0 or not 0 <= nsec < 1_000_000_000:
+        return -E.EINVAL
+    sched = task.machine.sched
+    if task.pid in sched.sleep_until:  # woken: is the time up?
+        return sched.sleep(task, 0)
+    delta = sec * 1_000_000_000 + nsec
+    if flags & 1:  # TIMER_ABSTIME
+        delta = max(0, delta - (_clock(task, clk) or 0))
+    return sched.sleep(task, task.machine.clock_ns + delta)
+
+
+@syscall32(162, "nanosleep")
+def sys_nanosleep32(task: Process, req: int, rem: int, *_: int) -> int | None:
+    """nanosleep with struct old_timespec32 (hrtimer_nanosleep)."""
+    return _sleep32(task, req)
+
+
+@syscall32(267, "clock_nanosleep")
+def sys_clock_nanosleep32(task: Process, clk: int, flags: int, req: int, rem: int,
+                          *_: int) -> int | None:
+    """clock_nanosleep with struct old_timespec32."""
+    if _now(task, clk) is None or s32(clk) in (2, 3):
+        return -E.EINVAL
+    return _sleep32(task, req, s32(clk), flags)
+
+
+@syscall32(407, "clock_nanosleep_time64")
+def sys_clock_nanosleep64(task: Process, clk: int, flags: int, req: int, rem: int,
+                          *_: int) -> int | None:
+    """clock_nanosleep_time64: struct __kernel_timespec, as x86-64's clock_nanosleep."""
+    return _call("clock_nanosleep", task, clk, flags, req, rem)
+
+
+@syscall32(116, "sysinfo")
+def sys_sysinfo32(task: Process, info: int, *_: int) -> int:
+    """sysinfo with struct compat_sysinfo (32-bit counts in mem_unit pages, 64 bytes)."""
+    kmem = task.machine.kmem
+    raw = struct.pack("<i3I6IHHIII", task.machine.clock_ns // 10**9, 0, 0, 0, kmem.nr_frames,
+                      kmem.buddy.nr_free, 0, 0, 0, 0, len(task.machine.processes), 0, 0, 0,
+                      kmem.page_size)
+    return 0 if copy_to_user(task, info, raw.ljust(64, b"\0")) else -E.EFAULT
+
+
+@syscall32(77, "getrusage")
+def sys_getrusage32(task: Process, who: int, ru: int, *_: int) -> int:
+    """getrusage with struct compat_rusage (old_timeval32 times, 4-byte longs)."""
+    if s32(who) not in (0, -1, 1):
+        return -E.EINVAL
+    utime = task.cpu_ns
+    own = s32(who) == 0
+    fields = [task.mm.hiwater_rss * 4 if own else 0, 0, 0, 0,
+              task.acct.min_flt if own else 0, task.acct.maj_flt if own else 0,
+              0, 0, 0, 0, 0, 0, 0, 0]
+    raw = struct.pack("<iiii14i", utime // 10**9, utime % 10**9 // 1000, 0, 0, *fields)
+    return 0 if copy_to_user(task, ru, raw) else -E.EFAULT
