@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from vmsim.kernel.task import Process
 
 Handler = Callable[..., "int | None"]
+CLONE_SETTLS = 0x0008_0000
+#: GDT_ENTRY_TLS_MIN and GDT_ENTRY_TLS_ENTRIES on i386 (arch/x86/include/asm/segment.h).
+TLS_MIN, TLS_ENTRIES = 6, 3
 
 #: i386 number -> the x86-64 handler's name, for the calls whose ABI is the same.
 SAME_ABI: dict[int, str] = {
@@ -373,8 +376,25 @@ def sys_waitpid(task: Process, pid: int, status: int, options: int, *_: int) -> 
 @syscall32(120, "clone")
 def sys_clone32(task: Process, flags: int, stack: int, ptid: int, tls: int, ctid: int,
                 *_: int) -> int | None:
-    """clone on i386 (CONFIG_CLONE_BACKWARDS): flags, stack, parent_tid, tls, child_tid."""
-    return _call("clone", task, flags, stack, ptid, ctid, tls)
+    """clone on i386 (CONFIG_CLONE_BACKWARDS): flags, stack, parent_tid, tls, child_tid.
+    With CLONE_SETTLS, `tls` is a struct user_desc for the child's TLS slot
+    (do_set_thread_area() on the child, as copy_thread() does for a 32-bit task)."""
+    desc = None
+    if flags & CLONE_SETTLS:
+        raw = copy_from_user(task, tls, 16)
+        if raw is None:
+            return -E.EFAULT
+        desc = struct.unpack("<iIII", raw)
+        if not TLS_MIN <= desc[0] < TLS_MIN + TLS_ENTRIES:
+            return -E.EINVAL
+        flags &= ~CLONE_SETTLS
+    ret = _call("clone", task, flags, stack, ptid, ctid, 0)
+    child = task.machine.processes.get(ret) if ret is not None and ret > 0 else None
+    if desc is not None and child is not None:
+        slots = list(_tls_slots(task))
+        slots[desc[0] - TLS_MIN] = fill_ldt(desc[1], desc[2], desc[3])
+        child.tls_array = slots  # type: ignore[attr-defined]
+    return ret
 
 
 @syscall32(191, "ugetrlimit")
@@ -399,7 +419,6 @@ def sys_set_robust_list32(task: Process, head: int, length: int, *_: int) -> int
 
 
 # ---- TLS: set_thread_area (arch/x86/kernel/tls.c) -----------------------------------------------
-TLS_MIN, TLS_ENTRIES = 6, 3
 
 
 def _tls_slots(task: Process) -> list[bytes]:
