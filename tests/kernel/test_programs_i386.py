@@ -199,3 +199,10 @@ def test_sleeps_altstack_plain_handler_rusage(tmp_path: Path, arch: str) -> None
     assert vm.stdout.startswith(b"0 0 0 got=10 onalt=1 0 0 0 ")
     assert not m.unimplemented.keys() - {"rseq"}
     m.check()
+
+
+def test_soft_engine_is_x86_64_only(binaries: dict[str, Path]) -> None:
+    m = Machine(arch="i386", memory="64M", engine="soft")
+    with pytest.raises(ValueError, match="x86_64 programs only"):
+        m.get_cpu()
+    assert cli_main(["run", "--arch", "i386", "--engine", "soft", str(binaries["hello"])]) == 2
