@@ -196,7 +196,8 @@ def pte_tables(kmem: Kmem, root: int, start: int, end: int) -> Iterator[tuple[in
         if lvl == last:
             yield table, i0, i1, base
             return
-        for i in range(i0, i1):
+        raw = kmem.phys.u8[table + i0 * es:table + i1 * es]  # only non-zero entries matter
+        for i in (np.flatnonzero(raw.reshape(-1, es).any(axis=1)) + i0).tolist():
             entry = phys.read_entry(table + i * es, es)
             if not entry & mode.level_present(lvl) or _is_leaf(kmem, lvl, entry):
                 continue
@@ -238,7 +239,9 @@ def free_pgtables(kmem: Kmem, mm: MmStruct, addr: int, end: int, floor: int, cei
         hi = min(end, base + span * mode.ptrs_per[lvl])
         if lo >= hi:
             return
-        for i in range((lo - base) // span, (hi - base + span - 1) // span):
+        i0, i1 = (lo - base) // span, (hi - base + span - 1) // span
+        raw = kmem.phys.u8[table + i0 * es:table + i1 * es]  # only non-zero entries matter
+        for i in (np.flatnonzero(raw.reshape(-1, es).any(axis=1)) + i0).tolist():
             entry_addr = table + i * es
             entry = phys.read_entry(entry_addr, es)
             if not entry & mode.level_present(lvl) or _is_leaf(kmem, lvl, entry):
