@@ -141,24 +141,36 @@ def sys_write(task: Process, fd: int, buf: int, count: int, *_: int) -> int | No
     return fd_write(task, f, data)
 
 
-def _iovecs(task: Process, iov: int, iovcnt: int) -> list[tuple[int, int]] | int:
+IOVEC = "<QQ"  # struct iovec; an i386 task's struct compat_iovec is "<II"
+
+
+def _iovecs(task: Process, iov: int, iovcnt: int,
+            layout: str = IOVEC) -> list[tuple[int, int]] | int:
+    """import_iovec(): the vectors, -EINVAL for a bad count or a negative length (as the
+    ABI's ssize_t), -EFAULT for an unreadable array."""
     if s32(iovcnt) < 0 or s32(iovcnt) > IOV_MAX:
         return -E.EINVAL
-    raw = copy_from_user(task, iov, 16 * iovcnt)
+    size = struct.calcsize(layout)
+    raw = copy_from_user(task, iov, size * iovcnt)
     if raw is None:
         return -E.EFAULT
-    vecs = [struct.unpack_from("<QQ", raw, 16 * i) for i in range(iovcnt)]
-    if any(length >> 63 for _, length in vecs):
+    vecs = [struct.unpack_from(layout, raw, size * i) for i in range(iovcnt)]
+    if any(length >> (4 * size - 1) for _, length in vecs):
         return -E.EINVAL
     return vecs
 
 
 @syscall(19, "readv")
 def sys_readv(task: Process, fd: int, iov: int, iovcnt: int, *_: int) -> int | None:
+    return do_readv(task, fd, iov, iovcnt, IOVEC)
+
+
+def do_readv(task: Process, fd: int, iov: int, iovcnt: int, layout: str) -> int | None:
+    """do_readv(): one read, scattered over the vectors (`layout`: the ABI's iovec)."""
     f = lookup_fd(task, fd)
     if f is None:
         return -E.EBADF
-    vecs = _iovecs(task, iov, iovcnt)
+    vecs = _iovecs(task, iov, iovcnt, layout)
     if isinstance(vecs, int):
         return vecs
     want = sum(length for _, length in vecs)
@@ -181,10 +193,16 @@ def sys_readv(task: Process, fd: int, iov: int, iovcnt: int, *_: int) -> int | N
 
 @syscall(20, "writev")
 def sys_writev(task: Process, fd: int, iov: int, iovcnt: int, *_: int) -> int | None:
+    return do_writev(task, fd, iov, iovcnt, IOVEC)
+
+
+def do_writev(task: Process, fd: int, iov: int, iovcnt: int, layout: str) -> int | None:
+    """do_writev(): the vectors gathered (stopping at the first bad byte) and written as one
+    write (`layout`: the ABI's iovec)."""
     f = lookup_fd(task, fd)
     if f is None:
         return -E.EBADF
-    vecs = _iovecs(task, iov, iovcnt)
+    vecs = _iovecs(task, iov, iovcnt, layout)
     if isinstance(vecs, int):
         return vecs
     if isinstance(f, File) and not f.writable:

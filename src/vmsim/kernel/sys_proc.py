@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno as E
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from vmsim.kernel.exec import do_execve
@@ -276,15 +277,17 @@ def sys_clone(task: Process, flags: int, stack: int, ptid: int, ctid: int, tls: 
     return kernel_clone(task, flags, stack, ptid, ctid, tls)
 
 
-@syscall(59, "execve")
-def sys_execve(task: Process, path: int, argv: int, envp: int, *_: int) -> int:
+def do_sys_execve(task: Process, path: int, argv: int, envp: int,
+                  read_strings: Callable[[Process, int], list[bytes] | int]) -> int:
+    """do_execve() from the system call: copy the name and the argv/envp arrays in (with
+    `read_strings`, which knows the ABI's pointer size), then replace the image."""
     name = strncpy_from_user(task, path, 4096)
     if isinstance(name, int):
         return name
-    args = strings_from_user(task, argv)
+    args = read_strings(task, argv)
     if isinstance(args, int):
         return args
-    env = strings_from_user(task, envp)
+    env = read_strings(task, envp)
     if isinstance(env, int):
         return env
     if not name:
@@ -292,6 +295,11 @@ def sys_execve(task: Process, path: int, argv: int, envp: int, *_: int) -> int:
     ret = do_execve(task, name.decode("utf-8", "surrogateescape"), args, env)
     task.need_stop = True
     return ret
+
+
+@syscall(59, "execve")
+def sys_execve(task: Process, path: int, argv: int, envp: int, *_: int) -> int:
+    return do_sys_execve(task, path, argv, envp, strings_from_user)
 
 
 @syscall(61, "wait4")

@@ -254,25 +254,31 @@ def sys_getitimer(task: Process, which: int, value: int, *_: int) -> int:
     return 0 if copy_to_user(task, value, _pack_itimerval(*cur)) else -E.EFAULT
 
 
-@syscall(131, "sigaltstack")
-def sys_sigaltstack(task: Process, uss: int, uoss: int, *_: int) -> int:
+def do_sys_sigaltstack(task: Process, uss: int, uoss: int, layout: str = "<Qi4xQ",
+                       word: int = (1 << 64) - 1) -> int:
     """sys_sigaltstack(): the new stack is read first, set, and only then the old one is
-    written out; the old flags are sas_ss_flags(sp) plus SS_AUTODISARM if it was asked."""
+    written out; the old flags are sas_ss_flags(sp) plus SS_AUTODISARM if it was asked.
+    `layout` is the ABI's stack_t (ss_sp, ss_flags, ss_size), `word` its pointer mask."""
     sp = task.regs.get("rsp")
     ss_sp, ss_flags, ss_size = task.signal.altstack
-    old = struct.pack("<Qi4xQ", ss_sp, _s32(sas_ss_flags(task, sp) | (ss_flags & SS_FLAG_BITS)),
-                      ss_size)
+    flags = _s32(sas_ss_flags(task, sp) | (ss_flags & SS_FLAG_BITS))
+    old = struct.pack(layout, ss_sp & word, flags, ss_size & word)
     if uss:
-        raw = copy_from_user(task, uss, 24)
+        raw = copy_from_user(task, uss, struct.calcsize(layout))
         if raw is None:
             return -E.EFAULT
-        new_sp, new_flags, new_size = struct.unpack("<Qi4xQ", raw)
+        new_sp, new_flags, new_size = struct.unpack(layout, raw)
         err = do_sigaltstack(task, (new_sp, new_flags & 0xFFFF_FFFF, new_size), sp)
         if err:
             return err
     if uoss and not copy_to_user(task, uoss, old):
         return -E.EFAULT
     return 0
+
+
+@syscall(131, "sigaltstack")
+def sys_sigaltstack(task: Process, uss: int, uoss: int, *_: int) -> int:
+    return do_sys_sigaltstack(task, uss, uoss)
 
 
 def _sigqueueinfo(task: Process, pid: int, tid: int, signo: int, uinfo: int) -> int:

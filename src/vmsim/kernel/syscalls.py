@@ -59,15 +59,16 @@ def s32(value: int) -> int:
     return value - (1 << 32) if value >> 31 else value
 
 
-def do_syscall_64(task: Process, nr: int, args: list[int]) -> int | None:
-    """do_syscall_64(): dispatch by number; the result for rax, or None to block."""
+def dispatch(task: Process, table: dict[int, tuple[str, Handler]], nr: int, args: list[int],
+             unknown_name: str) -> int | None:
+    """Call the handler `table` has for `nr` (an ABI's system-call table); -ENOSYS, counted in
+    machine.unimplemented under `unknown_name`, when there is none. None means block."""
     machine = task.machine
-    entry = SYSCALLS.get(nr)
+    entry = table.get(nr)
     if entry is None:
-        name = KNOWN_NAMES.get(nr, f"syscall_{nr}")
-        machine.unimplemented[name] += 1
+        machine.unimplemented[unknown_name] += 1
         if machine.strace is not None:
-            machine.strace(task, name, args, -E.ENOSYS, "unimplemented")
+            machine.strace(task, unknown_name, args, -E.ENOSYS, "unimplemented")
         return -E.ENOSYS
     name, fn = entry
     task.in_syscall_restart = False
@@ -77,6 +78,11 @@ def do_syscall_64(task: Process, nr: int, args: list[int]) -> int | None:
     if machine.strace is not None:
         machine.strace(task, name, args, ret, "")
     return ret
+
+
+def do_syscall_64(task: Process, nr: int, args: list[int]) -> int | None:
+    """do_syscall_64(): dispatch by number; the result for rax, or None to block."""
+    return dispatch(task, SYSCALLS, nr, args, KNOWN_NAMES.get(nr, f"syscall_{nr}"))
 
 
 def _load_handlers() -> None:

@@ -23,10 +23,9 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from vmsim.kernel.syscalls import SYSCALLS, s32
+from vmsim.kernel.syscalls import SYSCALLS, dispatch, s32
 from vmsim.kernel.uaccess import (
     copy_from_user,
-    copy_from_user_partial,
     copy_to_user,
     strncpy_from_user,
 )
@@ -106,22 +105,7 @@ def do_int80_syscall_32(task: Process, nr: int, args: list[int]) -> int | None:
     global _TABLE
     if _TABLE is None:
         _TABLE = _table()
-    machine = task.machine
-    entry = _TABLE.get(nr)
-    if entry is None:
-        name = KNOWN_NAMES_32.get(nr, f"syscall32_{nr}")
-        machine.unimplemented[name] += 1
-        if machine.strace is not None:
-            machine.strace(task, name, args, -E.ENOSYS, "unimplemented")
-        return -E.ENOSYS
-    name, fn = entry
-    task.in_syscall_restart = False
-    ret = fn(task, *args)
-    if ret is None:
-        task.in_syscall_restart = True
-    if machine.strace is not None:
-        machine.strace(task, name, args, ret, "")
-    return ret
+    return dispatch(task, _TABLE, nr, args, KNOWN_NAMES_32.get(nr, f"syscall32_{nr}"))
 
 
 def _call(name: str, task: Process, *args: int) -> int | None:
@@ -189,62 +173,20 @@ def sys_pwrite64_32(task: Process, fd: int, buf: int, count: int, lo: int, hi: i
     return _call("pwrite64", task, fd, buf, count, (hi << 32) | lo)
 
 
-def _iov32(task: Process, iov: int, iovcnt: int) -> list[tuple[int, int]] | int:
-    if s32(iovcnt) < 0 or s32(iovcnt) > 1024:
-        return -E.EINVAL
-    raw = copy_from_user(task, iov, 8 * iovcnt)
-    if raw is None:
-        return -E.EFAULT
-    vecs = [struct.unpack_from("<II", raw, 8 * i) for i in range(iovcnt)]
-    if any(length >> 31 for _, length in vecs):
-        return -E.EINVAL
-    return vecs
-
-
 @syscall32(146, "writev")
 def sys_writev32(task: Process, fd: int, iov: int, iovcnt: int, *_: int) -> int | None:
-    """writev with struct compat_iovec (32-bit base and length): the vectors gathered
-    (stopping at the first bad byte) and written as one write, as do_writev does."""
-    vecs = _iov32(task, iov, iovcnt)
-    if isinstance(vecs, int):
-        return vecs
-    from vmsim.kernel.files import fd_write
-    from vmsim.kernel.sys_fs import lookup_fd
+    """writev with struct compat_iovec (32-bit base and length), as compat_sys_writev."""
+    from vmsim.kernel.sys_fs import do_writev
 
-    f = lookup_fd(task, fd)
-    if f is None:
-        return -E.EBADF
-    chunks = []
-    for base, length in vecs:
-        data = copy_from_user_partial(task, base, length)
-        chunks.append(data)
-        if len(data) < length:
-            break
-    data = b"".join(chunks)
-    if not data and any(length for _, length in vecs):
-        return -E.EFAULT
-    return fd_write(task, f, data)
+    return do_writev(task, fd, iov, iovcnt, "<II")
 
 
 @syscall32(145, "readv")
 def sys_readv32(task: Process, fd: int, iov: int, iovcnt: int, *_: int) -> int | None:
-    """readv with struct compat_iovec: one read, scattered over the vectors in order."""
-    vecs = _iov32(task, iov, iovcnt)
-    if isinstance(vecs, int):
-        return vecs
-    done = 0
-    for base, length in vecs:
-        if not length:
-            continue
-        got = _call("read", task, fd, base, length)
-        if got is None:
-            return None if not done else done
-        if got < 0:
-            return got if not done else done
-        done += got
-        if got < length:
-            break
-    return done
+    """readv with struct compat_iovec, as compat_sys_readv."""
+    from vmsim.kernel.sys_fs import do_readv
+
+    return do_readv(task, fd, iov, iovcnt, "<II")
 
 
 def _pack_stat64(k: object) -> bytes:
@@ -339,22 +281,9 @@ def _strings32(task: Process, ptr: int) -> list[bytes] | int:
 @syscall32(11, "execve")
 def sys_execve32(task: Process, path: int, argv: int, envp: int, *_: int) -> int:
     """execve from an i386 task: 4-byte argv/envp pointers."""
-    from vmsim.kernel.exec import do_execve
+    from vmsim.kernel.sys_proc import do_sys_execve
 
-    name = strncpy_from_user(task, path, 4096)
-    if isinstance(name, int):
-        return name
-    args = _strings32(task, argv)
-    if isinstance(args, int):
-        return args
-    env = _strings32(task, envp)
-    if isinstance(env, int):
-        return env
-    if not name:
-        return -E.ENOENT
-    ret = do_execve(task, name.decode("utf-8", "surrogateescape"), args, env)
-    task.need_stop = True
-    return ret
+    return do_sys_execve(task, path, argv, envp, _strings32)
 
 
 @syscall32(114, "wait4")
@@ -583,24 +512,9 @@ def sys_sigreturn32(task: Process, *_: int) -> int:
 @syscall32(186, "sigaltstack")
 def sys_sigaltstack32(task: Process, uss: int, uoss: int, *_: int) -> int:
     """sigaltstack with a compat stack_t (ss_sp, ss_flags, ss_size: 4 bytes each)."""
-    from vmsim.kernel.signal import SS_FLAG_BITS, _s32, do_sigaltstack, sas_ss_flags
+    from vmsim.kernel.sys_signal import do_sys_sigaltstack
 
-    sp = task.regs.get("rsp")
-    ss_sp, ss_flags, ss_size = task.signal.altstack
-    old = struct.pack("<IiI", ss_sp & 0xFFFF_FFFF,
-                      _s32(sas_ss_flags(task, sp) | (ss_flags & SS_FLAG_BITS)),
-                      ss_size & 0xFFFF_FFFF)
-    if uss:
-        raw = copy_from_user(task, uss, 12)
-        if raw is None:
-            return -E.EFAULT
-        new_sp, new_flags, new_size = struct.unpack("<IiI", raw)
-        err = do_sigaltstack(task, (new_sp, new_flags & 0xFFFF_FFFF, new_size), sp)
-        if err:
-            return err
-    if uoss and not copy_to_user(task, uoss, old):
-        return -E.EFAULT
-    return 0
+    return do_sys_sigaltstack(task, uss, uoss, "<IiI", 0xFFFF_FFFF)
 
 
 def _sleep32(task: Process, req: int, clk: int = 1, flags: int = 0) -> int | None:
