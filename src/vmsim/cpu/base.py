@@ -60,7 +60,7 @@ from vmsim.cpu.x86_mmu import (
     old_exception_offset,
 )
 from vmsim.kernel.syscalls import do_syscall_64
-from vmsim.kernel.traps import do_trap
+from vmsim.kernel.traps import do_trap, exc_page_fault
 
 if TYPE_CHECKING:
     from vmsim.kernel.task import Process
@@ -363,11 +363,30 @@ class UnicornEngine:
     def _on_intr(self, uc: Uc, intno: int, _data: object) -> None:
         task = self.on_cpu
         assert task is not None
+        self._exception(uc, task, intno, self._accept_exception(uc))
+
+    def _accept_exception(self, uc: Uc) -> int:
+        """The exception's error code, and QEMU's record of it cleared (it is "delivered")."""
         scratch = self._scratch
         uc.context_update(scratch)
         error_code = self._scratch_err.value & 0xFFFF
-        self._scratch_old.value = -1  # the exception is "delivered"
+        self._scratch_old.value = -1
         uc.context_restore(scratch)
+        return error_code
+
+    def _hardware_page_fault(self, uc: Uc, task: Process, error_code: int, ip: int) -> None:
+        """A #PF from QEMU's own page walk: CR2 and the error code into exc_page_fault; the
+        instruction is retried if it was resolved (so it is counted once)."""
+        if self.counter is not None:
+            self.counter.state.count -= 1  # the faulting instruction did not complete
+        if exc_page_fault(task, self.fast.read(x.UC_X86_REG_CR2), error_code, ip):
+            if task.need_stop:
+                uc.emu_stop()
+            return
+        uc.emu_stop()
+
+    def _exception(self, uc: Uc, task: Process, intno: int, error_code: int) -> None:
+        """A #PF to the page-fault path, anything else to its signal (do_trap)."""
         ip = self.fast.read(self._rip)
         if intno == VEC_PF:
             self._page_fault(uc, task, error_code, ip)

@@ -28,11 +28,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from unicorn import UC_TLB_CPU, Uc
+from unicorn import UC_TLB_CPU
 from unicorn import x86_const as x
 
 from vmsim.cpu.base import UnicornEngine
-from vmsim.kernel.traps import exc_page_fault
 
 if TYPE_CHECKING:
     from vmsim.kernel.task import Process
@@ -46,11 +45,4 @@ class UnicornCpu(UnicornEngine):
     def _switch_mm(self, task: Process) -> None:
         self.uc.reg_write(x.UC_X86_REG_CR3, task.mm.pgd)  # a CR3 write flushes the TLB
 
-    def _page_fault(self, uc: Uc, task: Process, error_code: int, ip: int) -> None:
-        if self.counter is not None:
-            self.counter.state.count -= 1  # the faulting instruction did not complete
-        if exc_page_fault(task, self.fast.read(x.UC_X86_REG_CR2), error_code, ip):
-            if task.need_stop:
-                uc.emu_stop()
-            return
-        uc.emu_stop()
+    _page_fault = UnicornEngine._hardware_page_fault

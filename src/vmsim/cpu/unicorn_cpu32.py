@@ -38,8 +38,7 @@ from vmsim.cpu.base import (
     UnicornEngine,
     _ctx_int,
 )
-from vmsim.cpu.x86_mmu import VEC_PF, error_code_offset, old_exception_offset
-from vmsim.kernel.traps import do_trap, exc_page_fault
+from vmsim.cpu.x86_mmu import error_code_offset, old_exception_offset
 
 if TYPE_CHECKING:
     from vmsim.kernel.task import Process
@@ -218,34 +217,18 @@ class UnicornCpu32(UnicornEngine):
         self.uc.mem_write(GDT_AT + index * 8, desc)
         self.flush_tlb()
 
-    def _page_fault(self, uc: Uc, task: Process, error_code: int, ip: int) -> None:
-        if self.counter is not None:
-            self.counter.state.count -= 1
-        if exc_page_fault(task, self.fast.read(x.UC_X86_REG_CR2), error_code, ip):
-            if task.need_stop:
-                uc.emu_stop()
-            return
-        uc.emu_stop()
+    _page_fault = UnicornEngine._hardware_page_fault
 
     def _on_intr(self, uc: Uc, intno: int, _data: object) -> None:
         task = self.on_cpu
         assert task is not None
-        scratch = self._scratch
-        uc.context_update(scratch)
-        error_code = self._scratch_err.value & 0xFFFF
-        self._scratch_old.value = -1
-        uc.context_restore(scratch)
+        error_code = self._accept_exception(uc)
         self._kernel_enter()
         try:
             if intno == VEC_INT80:
                 self._int80(uc, task)
                 return
-            ip = self.fast.read(x.UC_X86_REG_EIP)
-            if intno == VEC_PF:
-                self._page_fault(uc, task, error_code, ip)
-                return
-            do_trap(task, intno, error_code, ip, "")
-            uc.emu_stop()
+            self._exception(uc, task, intno, error_code)
         finally:
             self._kernel_exit(task)
 
