@@ -38,29 +38,36 @@ UNBLOCKABLE = sigbit(SIGKILL) | sigbit(SIGSTOP)
 @syscall(13, "rt_sigaction")
 def sys_rt_sigaction(task: Process, sig: int, act: int, oact: int, sigsetsize: int,
                      *_: int) -> int:
+    return do_rt_sigaction(task, sig, act, oact, sigsetsize)
+
+
+def do_rt_sigaction(task: Process, sig: int, act: int, oact: int, sigsetsize: int,
+                    layout: str = "<QQQQ", word: int = (1 << 64) - 1) -> int:
+    """do_sigaction(): `layout` is the ABI's struct sigaction (handler, flags, restorer,
+    mask), `word` its pointer mask. Setting SIG_IGN (or SIG_DFL of a signal whose default
+    is to ignore it) discards the pending signal."""
     signo = s32(sig)
-    if sigsetsize != 8:
-        return -E.EINVAL
-    if not 1 <= signo <= NSIG:
+    if sigsetsize != 8 or not 1 <= signo <= NSIG:
         return -E.EINVAL
     new = None
     if act:
-        raw = copy_from_user(task, act, 32)
+        raw = copy_from_user(task, act, struct.calcsize(layout))
         if raw is None:
             return -E.EFAULT
-        handler, flags, restorer, mask = struct.unpack("<QQQQ", raw)
+        handler, flags, restorer, mask = struct.unpack(layout, raw)
         if signo in (SIGKILL, SIGSTOP):
             return -E.EINVAL
         new = SigAction(handler, flags & 0xFFFF_FFFF, restorer, mask & ~UNBLOCKABLE)
     if oact:
         cur = task.signal.action(signo)
-        raw = struct.pack("<QQQQ", cur.handler, cur.flags, cur.restorer, cur.mask)
+        raw = struct.pack(layout, cur.handler & word, cur.flags & word, cur.restorer & word,
+                          cur.mask)
         if not copy_to_user(task, oact, raw):
             return -E.EFAULT
     if new is not None:
         task.signal.actions[signo] = new
         if new.handler == SIG_IGN or (new.handler == SIG_DFL and signo in (17, 18, 23, 28)):
-            task.signal.discard(signo)  # setting SIG_IGN discards a pending signal
+            task.signal.discard(signo)
     return 0
 
 

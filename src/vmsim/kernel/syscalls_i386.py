@@ -465,32 +465,9 @@ def sys_rt_sigaction32(task: Process, sig: int, act: int, oact: int, sigsetsize:
                        *_: int) -> int:
     """rt_sigaction with struct compat_sigaction: handler, flags, restorer (4 bytes each),
     then the 8-byte mask. A caught signal gets the i386 frame (`signal_i386`)."""
-    from vmsim.kernel.signal import NSIG, SIG_DFL, SIG_IGN, SIGKILL, SIGSTOP, SigAction
-    from vmsim.kernel.sys_signal import UNBLOCKABLE
+    from vmsim.kernel.sys_signal import do_rt_sigaction
 
-    signo = s32(sig)
-    if sigsetsize != 8 or not 1 <= signo <= NSIG:
-        return -E.EINVAL
-    new = None
-    if act:
-        raw = copy_from_user(task, act, 20)
-        if raw is None:
-            return -E.EFAULT
-        handler, flags, restorer, mask = struct.unpack("<IIIQ", raw)
-        if signo in (SIGKILL, SIGSTOP):
-            return -E.EINVAL
-        new = SigAction(handler, flags, restorer, mask & ~UNBLOCKABLE)
-    if oact:
-        cur = task.signal.action(signo)
-        raw = struct.pack("<IIIQ", cur.handler & 0xFFFF_FFFF, cur.flags & 0xFFFF_FFFF,
-                          cur.restorer & 0xFFFF_FFFF, cur.mask)
-        if not copy_to_user(task, oact, raw):
-            return -E.EFAULT
-    if new is not None:
-        task.signal.actions[signo] = new
-        if new.handler == SIG_IGN or (new.handler == SIG_DFL and signo in (17, 18, 23, 28)):
-            task.signal.discard(signo)
-    return 0
+    return do_rt_sigaction(task, sig, act, oact, sigsetsize, "<IIIQ", 0xFFFF_FFFF)
 
 
 @syscall32(173, "rt_sigreturn")
