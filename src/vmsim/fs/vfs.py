@@ -181,8 +181,9 @@ class CharDevice:
         return -E.ENOSPC if self.name == "full" else len(data)
 
 
-def mem_device_name(path: str) -> str | None:
-    """The memory device a guest path names lexically ("/dev/null" -> "null"), or None."""
+def lexical_parts(path: str) -> list[str]:
+    """A guest path's components with "." and ".." resolved as text (".." at the root stays
+    at the root), for the names vmsim itself provides (/dev's memory devices, /proc)."""
     parts: list[str] = []
     for p in path.split("/"):
         if p in ("", "."):
@@ -192,6 +193,12 @@ def mem_device_name(path: str) -> str | None:
                 parts.pop()
             continue
         parts.append(p)
+    return parts
+
+
+def mem_device_name(path: str) -> str | None:
+    """The memory device a guest path names lexically ("/dev/null" -> "null"), or None."""
+    parts = lexical_parts(path)
     if len(parts) == 2 and parts[0] == "dev" and parts[1] in MEM_DEVICES:
         return parts[1]
     return None

@@ -20,7 +20,7 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from vmsim.fs.vfs import O_PATH, CharDevice, VfsBacking, mem_device_name
+from vmsim.fs.vfs import O_PATH, CharDevice, VfsBacking, lexical_parts, mem_device_name
 from vmsim.kernel.files import Console, PipeEnd
 from vmsim.kernel.proc_files import ProcFile, open_proc
 from vmsim.kernel.syscalls import s32, s64, syscall
@@ -138,15 +138,7 @@ _PROC_PID = re.compile(r"^/proc/(self|\d+)(?:/(.*))?$")
 
 def proc_normalise(name: str) -> str | None:
     """The path lexically inside /proc (vmsim generates /proc itself), or None."""
-    parts: list[str] = []
-    for p in name.split("/"):
-        if p in ("", "."):
-            continue
-        if p == "..":
-            if parts:
-                parts.pop()
-            continue
-        parts.append(p)
+    parts = lexical_parts(name)
     if not parts or parts[0] != "proc":
         return None
     return "/" + "/".join(parts)
