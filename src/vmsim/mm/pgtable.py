@@ -73,28 +73,7 @@ def pte_offset(kmem: Kmem, root: int, va: int) -> int:
 
 def pte_alloc(kmem: Kmem, mm: MmStruct, va: int) -> int:
     """__pte_alloc and friends: the entry address for va, allocating missing tables; -1 on OOM."""
-    mode = kmem.mode
-    pt = kmem.pt
-    read = pt.read_entry
-    es = mode.entry_size
-    tmask_addr, tr, tl = kmem.pt_taddr
-    table = mm.pgd
-    lvl = 0
-    for shift, mask, present, tmask, tval, leaf_ok, tflags in kmem.pt_steps:
-        addr = table + ((va >> shift) & mask) * es
-        entry = read(addr, es)
-        if not entry & present:
-            pfn = _alloc_table(kmem, mm, lvl + 1)
-            if pfn is None:
-                return -1
-            entry = mode.make_entry(pfn, tflags)
-            pt.write_entry(addr, es, entry)
-        elif leaf_ok and entry & tmask != tval:
-            raise AssertionError(f"pte_alloc: {va:#x} is inside a large-page leaf")
-        table = (entry & tmask_addr) >> tr << tl
-        lvl += 1
-    shift, mask = kmem.pt_last
-    return table + ((va >> shift) & mask) * es
+    return pmd_alloc_level(kmem, mm, va, len(kmem.pt_steps))
 
 
 def pmd_offset_level(kmem: Kmem, root: int, va: int, level: int) -> int:
@@ -114,7 +93,8 @@ def pmd_offset_level(kmem: Kmem, root: int, va: int, level: int) -> int:
 
 
 def pmd_alloc_level(kmem: Kmem, mm: MmStruct, va: int, level: int) -> int:
-    """The entry address of va at upper `level`, allocating the tables above it; -1 on OOM."""
+    """The entry address of va at `level` (the last level: its PTE), allocating the tables
+    above it; -1 on OOM."""
     mode = kmem.mode
     pt = kmem.pt
     es = mode.entry_size
@@ -131,9 +111,9 @@ def pmd_alloc_level(kmem: Kmem, mm: MmStruct, va: int, level: int) -> int:
             entry = mode.make_entry(pfn, tflags)
             pt.write_entry(addr, es, entry)
         elif leaf_ok and entry & tmask != tval:
-            raise AssertionError(f"pmd_alloc_level: {va:#x} is inside a large-page leaf")
+            raise AssertionError(f"pte_alloc: {va:#x} is inside a large-page leaf")
         table = (entry & tmask_addr) >> tr << tl
-    shift, mask = kmem.pt_steps[level][:2]
+    shift, mask = kmem.pt_steps[level][:2] if level < len(kmem.pt_steps) else kmem.pt_last
     return table + ((va >> shift) & mask) * es
 
 
