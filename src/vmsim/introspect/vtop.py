@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from vmsim.arch.paging import Access, PagingMode, PhysAccess, translate, walk
+from vmsim.arch.paging import Access, PagingMode, PhysAccess, WalkStep, translate, walk
 from vmsim.fs.procfs import show_map_vma
 from vmsim.mm.swapops import PTE_MARKER_GUARD, SWP_PTE_MARKER
 
@@ -37,15 +37,9 @@ class _Kmem(Protocol):
 
 
 @dataclass(frozen=True)
-class VtopLevel:
-    """One table visited: its level name, where it is, which slot, what the slot holds."""
+class VtopLevel(WalkStep):
+    """One table visited (the walker's step), with the entry's decoded bits and its kind."""
 
-    level: int
-    name: str
-    table: int
-    index: int
-    entry_addr: int
-    entry: int
     bits: tuple[str, ...]
     kind: str  # "table", "leaf", or why the walk stops here ("none", "swap", ...)
 
